@@ -1,0 +1,77 @@
+package realtime
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+)
+
+// Frame is a Message encoded once for all of its recipients: its JSON and the
+// complete WebSocket text frame that carries it. A Frame is immutable and
+// shared by every connection it is sent to; do not modify the slices that its
+// methods return.
+type Frame struct {
+	msg  *Message
+	wire []byte // RFC 6455 frame header followed by the JSON payload
+	hdr  int    // header length in wire
+}
+
+// FrameSender is implemented by connections that can take an already encoded
+// Frame. The Hub hands such connections the Frame of a broadcast instead of
+// calling Send, so a message is encoded once however many receive it. Any
+// other Connection gets Send(msg).
+//
+// SendFrame has Send's contract: it queues the frame without blocking and
+// returns false if the connection is closed or its queue is full.
+type FrameSender interface {
+	Connection
+	SendFrame(f *Frame) bool
+}
+
+// NewFrame encodes msg to JSON and wraps it in a single unmasked WebSocket text
+// frame, as a server sends it.
+func NewFrame(msg *Message) (*Frame, error) {
+	payload, err := json.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("encode %q message: %w", msg.Type, err)
+	}
+	return newTextFrame(msg, payload), nil
+}
+
+// newTextFrame builds a final, unmasked text frame (RFC 6455 §5.2) around
+// payload, with the header in the same allocation so one write sends it all.
+func newTextFrame(msg *Message, payload []byte) *Frame {
+	const finText = 0x80 | 0x1 // FIN + opcode text
+	n := len(payload)
+	hdr := 2
+	switch {
+	case n > 0xFFFF:
+		hdr = 10
+	case n > 125:
+		hdr = 4
+	}
+	wire := make([]byte, hdr+n)
+	wire[0] = finText
+	switch hdr {
+	case 2:
+		wire[1] = byte(n)
+	case 4:
+		wire[1] = 126
+		binary.BigEndian.PutUint16(wire[2:], uint16(n))
+	default:
+		wire[1] = 127
+		binary.BigEndian.PutUint64(wire[2:], uint64(n))
+	}
+	copy(wire[hdr:], payload)
+	return &Frame{msg: msg, wire: wire, hdr: hdr}
+}
+
+// Message returns the message the frame encodes. It is shared: do not modify.
+func (f *Frame) Message() *Message { return f.msg }
+
+// Wire returns the complete WebSocket frame (header and payload), ready to be
+// written to a client.
+func (f *Frame) Wire() []byte { return f.wire }
+
+// Payload returns the frame's JSON payload.
+func (f *Frame) Payload() []byte { return f.wire[f.hdr:] }

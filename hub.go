@@ -1,0 +1,323 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/realtimehub/realtime/shard"
+)
+
+// Errors returned by ShardedHub methods that report them.
+var (
+	// ErrNotRegistered: the connection is not registered with the hub.
+	ErrNotRegistered = shard.ErrNotRegistered
+	// ErrTooManyRooms: the connection is in as many rooms as allowed.
+	ErrTooManyRooms = shard.ErrTooManyRooms
+	// ErrHubClosed: the hub's Run has returned; it takes no connections.
+	ErrHubClosed = errors.New("hub closed")
+	// ErrHubRunning: Run was called while another Run is active or after it returned.
+	ErrHubRunning = errors.New("hub already run")
+)
+
+// HubOption configures a ShardedHub.
+type HubOption func(*hubOptions)
+
+type hubOptions struct {
+	shards, stripeSize, fanoutWorkers int
+}
+
+// WithShards sets the number of lock stripes for connections and for rooms,
+// rounded up to a power of two. Default: 8 × GOMAXPROCS, at least 16.
+func WithShards(n int) HubOption { return func(o *hubOptions) { o.shards = n } }
+
+// WithStripeSize sets how many members of a room share one lock; a broadcast
+// to a room with several stripes is spread over several goroutines.
+// Default: 1024.
+func WithStripeSize(n int) HubOption { return func(o *hubOptions) { o.stripeSize = n } }
+
+// WithFanoutWorkers sets how many goroutines (the caller's included) one
+// broadcast may use for a room with several stripes. Default: GOMAXPROCS.
+// 1 keeps every broadcast on the caller's goroutine.
+func WithFanoutWorkers(n int) HubOption { return func(o *hubOptions) { o.fanoutWorkers = n } }
+
+// target is what the registry stores for each connection: the connection and,
+// when it implements FrameSender, that view of it, resolved once at Register
+// so that fan-out does no type assertion per recipient.
+type target struct {
+	conn   Connection
+	frames FrameSender
+}
+
+// ShardedHub is the Hub: a lock-striped registry of connections and rooms
+// (package shard) with broadcasts encoded once per message. All methods may
+// be called concurrently.
+//
+// The hub calls Connection.Send and FrameSender.SendFrame while holding a
+// read lock on the recipient's shard or stripe: they must not block and must
+// not call back into the hub (the Connection contract already says Send only
+// queues).
+type ShardedHub struct {
+	reg     *shard.Registry[target]
+	logger  *slog.Logger
+	workers int
+
+	closed  atomic.Bool
+	running atomic.Bool
+
+	stats hubCounters
+}
+
+// Compile-time check that ShardedHub is a Hub.
+var _ Hub = (*ShardedHub)(nil)
+
+// NewHub returns a hub ready for use. A nil logger means slog.Default().
+// Run must be called for the hub to shut its connections down when its
+// context ends; every other method works without it.
+func NewHub(logger *slog.Logger, opts ...HubOption) *ShardedHub {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	var o hubOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.fanoutWorkers <= 0 {
+		o.fanoutWorkers = runtime.GOMAXPROCS(0)
+	}
+	return &ShardedHub{
+		reg:     shard.New[target](shard.Options{Shards: o.shards, StripeSize: o.stripeSize}),
+		logger:  logger,
+		workers: o.fanoutWorkers,
+	}
+}
+
+// Run blocks until ctx ends, then closes every registered connection (calling
+// its Close) and returns nil. From then on the hub refuses new connections
+// (Register closes them). Run may be called only once; a second call returns
+// ErrHubRunning at once.
+func (h *ShardedHub) Run(ctx context.Context) error {
+	if !h.running.CompareAndSwap(false, true) {
+		return ErrHubRunning
+	}
+	<-ctx.Done()
+	h.closed.Store(true)
+	h.closeAll()
+	h.logger.Info("realtime: hub stopped")
+	return nil
+}
+
+// closeWorkers bounds the goroutines that close connections at shutdown.
+const closeWorkers = 32
+
+// closeAll closes every registered connection. Close is called outside the
+// registry's locks, since a connection's Close usually unregisters it.
+// Connections registered while this runs see closed and close themselves.
+func (h *ShardedHub) closeAll() {
+	var conns []Connection
+	h.reg.EachConn(1, func(t target) bool {
+		conns = append(conns, t.conn)
+		return true
+	})
+	// Close may block (a user's transport flushing): run a few at once.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(closeWorkers, len(conns)) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(conns)); i = next.Add(1) - 1 {
+				conns[i].Close()
+				h.Unregister(conns[i])
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Register adds conn to the hub. See Add for the rules; Register logs what Add
+// returns instead of returning it.
+func (h *ShardedHub) Register(conn Connection) {
+	if err := h.Add(conn); err != nil {
+		h.logger.Warn("realtime: register", "conn", conn.ID(), "err", err)
+	}
+}
+
+// Add adds conn to the hub. Registering the same connection twice is a no-op.
+// If a different connection is registered under the same ID, the old one is
+// removed from the hub and closed and conn takes its place (IDs are meant to
+// be unique; a reuse means the old socket is stale). After Run has returned,
+// Add closes conn and returns ErrHubClosed.
+func (h *ShardedHub) Add(conn Connection) error {
+	id := conn.ID()
+	t := target{conn: conn}
+	t.frames, _ = conn.(FrameSender)
+	for {
+		if h.closed.Load() {
+			conn.Close()
+			return fmt.Errorf("register %q: %w", id, ErrHubClosed)
+		}
+		err := h.reg.Register(id, t)
+		if err == nil {
+			h.stats.registered.Add(1)
+			if h.closed.Load() { // Run's closeAll may have missed it
+				h.reg.Unregister(id)
+				conn.Close()
+				return fmt.Errorf("register %q: %w", id, ErrHubClosed)
+			}
+			return nil
+		}
+		old, ok := h.reg.Get(id)
+		if !ok {
+			continue // unregistered meanwhile: try again
+		}
+		if sameConnection(old.conn, conn) {
+			return nil
+		}
+		if got, ok := h.reg.Unregister(id); ok {
+			h.logger.Warn("realtime: connection ID reused; closing the older connection", "conn", id)
+			got.conn.Close()
+		}
+	}
+}
+
+// sameConnection compares two Connections, treating values that cannot be
+// compared (a struct with a slice, passed by value) as different.
+func sameConnection(a, b Connection) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
+}
+
+// Unregister removes conn from the hub and from every room it joined. Once it
+// has returned, no later Broadcast or SendTo reaches conn. Unregistering a
+// connection that is not registered does nothing. Only the connection
+// registered under conn.ID() is removed: not another one that took its ID.
+func (h *ShardedHub) Unregister(conn Connection) {
+	isConn := func(t target) bool { return sameConnection(t.conn, conn) }
+	if _, ok := h.reg.UnregisterIf(conn.ID(), isConn); ok {
+		h.stats.unregistered.Add(1)
+	}
+}
+
+// JoinRoom adds conn to room. Joining a room twice is a no-op. See Join for a
+// version that reports errors; JoinRoom logs them.
+func (h *ShardedHub) JoinRoom(conn Connection, room string) {
+	if _, err := h.Join(conn, room, 0); err != nil {
+		h.logger.Warn("realtime: join room", "conn", conn.ID(), "room", room, "err", err)
+	}
+}
+
+// Join adds conn to room and reports whether it was added (false if it was a
+// member already). limit, when positive, is the most rooms conn may be in.
+// It returns ErrNotRegistered if conn is not registered and ErrTooManyRooms if
+// the limit is reached.
+func (h *ShardedHub) Join(conn Connection, room string, limit int) (bool, error) {
+	return h.reg.Join(conn.ID(), room, limit)
+}
+
+// LeaveRoom removes conn from room. Leaving a room not joined does nothing.
+func (h *ShardedHub) LeaveRoom(conn Connection, room string) {
+	h.Leave(conn, room)
+}
+
+// Leave removes conn from room and reports whether it was a member.
+func (h *ShardedHub) Leave(conn Connection, room string) bool {
+	return h.reg.Leave(conn.ID(), room)
+}
+
+// Rooms returns the rooms conn is in, in no particular order.
+func (h *ShardedHub) Rooms(conn Connection) []string {
+	return h.reg.Rooms(conn.ID())
+}
+
+// Broadcast sends msg to every member of msg.Room, or to every connection
+// if msg.Room is empty. The message is encoded once; connections that
+// implement FrameSender get the shared Frame, others get Send(msg). A
+// recipient whose queue is full is skipped (and counted in Stats); it does
+// not slow the others down.
+func (h *ShardedHub) Broadcast(msg *Message) {
+	if msg == nil {
+		return
+	}
+	if _, err := h.BroadcastCount(msg); err != nil {
+		h.logger.Error("realtime: broadcast", "room", msg.Room, "type", msg.Type, "err", err)
+	}
+}
+
+// BroadcastCount is Broadcast that reports how many connections took the
+// message, and an error if the message cannot be encoded (then nobody gets it).
+func (h *ShardedHub) BroadcastCount(msg *Message) (delivered int, err error) {
+	var c shard.Counts
+	if msg.Room == "" {
+		if h.reg.Len() == 0 {
+			return 0, nil
+		}
+		f, err := NewFrame(msg)
+		if err != nil {
+			return 0, err
+		}
+		c = h.reg.EachConn(h.workers, frameVisitor(f))
+	} else {
+		if h.reg.RoomLen(msg.Room) == 0 {
+			return 0, nil
+		}
+		f, err := NewFrame(msg)
+		if err != nil {
+			return 0, err
+		}
+		c = h.reg.EachInRoom(msg.Room, h.workers, frameVisitor(f))
+	}
+	h.stats.broadcasts.Add(1)
+	h.stats.delivered.Add(uint64(c.Delivered))
+	h.stats.dropped.Add(uint64(c.Visited - c.Delivered))
+	return c.Delivered, nil
+}
+
+// frameVisitor returns the per-recipient step of a broadcast: one
+// predictable branch and one interface call, no allocation.
+func frameVisitor(f *Frame) shard.Visit[target] {
+	return func(t target) bool {
+		if t.frames != nil {
+			return t.frames.SendFrame(f)
+		}
+		return t.conn.Send(f.msg)
+	}
+}
+
+// SendTo sends msg to the connection registered under connID and reports
+// whether it took it (false if unknown, closed, or its queue is full).
+func (h *ShardedHub) SendTo(connID string, msg *Message) bool {
+	if msg == nil {
+		return false
+	}
+	ok := h.reg.Do(connID, func(t target) bool {
+		if t.frames != nil {
+			f, err := NewFrame(msg)
+			if err != nil {
+				h.logger.Error("realtime: send to", "conn", connID, "type", msg.Type, "err", err)
+				return false
+			}
+			return t.frames.SendFrame(f)
+		}
+		return t.conn.Send(msg)
+	})
+	if ok {
+		h.stats.delivered.Add(1)
+	}
+	return ok
+}
+
+// ConnectionCount returns the number of registered connections.
+func (h *ShardedHub) ConnectionCount() int { return h.reg.Len() }
+
+// RoomCount returns the number of connections in room (0 if it has none).
+func (h *ShardedHub) RoomCount(room string) int { return h.reg.RoomLen(room) }
+
+// NumRooms returns the number of rooms with at least one member.
+func (h *ShardedHub) NumRooms() int { return h.reg.NumRooms() }
