@@ -45,12 +45,27 @@ func WithStripeSize(n int) HubOption { return func(o *hubOptions) { o.stripeSize
 // 1 keeps every broadcast on the caller's goroutine.
 func WithFanoutWorkers(n int) HubOption { return func(o *hubOptions) { o.fanoutWorkers = n } }
 
-// target is what the registry stores for each connection: the connection and,
-// when it implements FrameSender, that view of it, resolved once at Register
-// so that fan-out does no type assertion per recipient.
-type target struct {
-	conn   Connection
-	frames FrameSender
+// sendAdapter gives a Connection that is not a FrameSender the FrameSender
+// method, by calling Send with the frame's message. Wrapping once at Register
+// means fan-out makes one interface call per recipient and no type test.
+type sendAdapter struct{ Connection }
+
+func (a sendAdapter) SendFrame(f *Frame) bool { return a.Send(f.msg) }
+
+// asFrameSender returns conn's FrameSender view, wrapping it if needed.
+func asFrameSender(conn Connection) FrameSender {
+	if fs, ok := conn.(FrameSender); ok {
+		return fs
+	}
+	return &sendAdapter{conn}
+}
+
+// unwrap returns the Connection a registry value stands for.
+func unwrap(fs FrameSender) Connection {
+	if a, ok := fs.(*sendAdapter); ok {
+		return a.Connection
+	}
+	return fs
 }
 
 // ShardedHub is the Hub: a lock-striped registry of connections and rooms
@@ -62,7 +77,7 @@ type target struct {
 // not call back into the hub (the Connection contract already says Send only
 // queues).
 type ShardedHub struct {
-	reg     *shard.Registry[target]
+	reg     *shard.Registry[FrameSender]
 	logger  *slog.Logger
 	workers int
 
@@ -90,7 +105,7 @@ func NewHub(logger *slog.Logger, opts ...HubOption) *ShardedHub {
 		o.fanoutWorkers = runtime.GOMAXPROCS(0)
 	}
 	return &ShardedHub{
-		reg:     shard.New[target](shard.Options{Shards: o.shards, StripeSize: o.stripeSize}),
+		reg:     shard.New[FrameSender](shard.Options{Shards: o.shards, StripeSize: o.stripeSize}),
 		logger:  logger,
 		workers: o.fanoutWorkers,
 	}
@@ -119,8 +134,8 @@ const closeWorkers = 32
 // Connections registered while this runs see closed and close themselves.
 func (h *ShardedHub) closeAll() {
 	var conns []Connection
-	h.reg.EachConn(1, func(t target) bool {
-		conns = append(conns, t.conn)
+	h.reg.EachConn(1, func(fs FrameSender) bool {
+		conns = append(conns, unwrap(fs))
 		return true
 	})
 	// Close may block (a user's transport flushing): run a few at once.
@@ -152,14 +167,13 @@ func (h *ShardedHub) Register(conn Connection) {
 // Add closes conn and returns ErrHubClosed.
 func (h *ShardedHub) Add(conn Connection) error {
 	id := conn.ID()
-	t := target{conn: conn}
-	t.frames, _ = conn.(FrameSender)
+	fs := asFrameSender(conn)
 	for {
 		if h.closed.Load() {
 			conn.Close()
 			return fmt.Errorf("register %q: %w", id, ErrHubClosed)
 		}
-		err := h.reg.Register(id, t)
+		err := h.reg.Register(id, fs)
 		if err == nil {
 			h.stats.registered.Add(1)
 			if h.closed.Load() { // Run's closeAll may have missed it
@@ -173,12 +187,12 @@ func (h *ShardedHub) Add(conn Connection) error {
 		if !ok {
 			continue // unregistered meanwhile: try again
 		}
-		if sameConnection(old.conn, conn) {
+		if sameConnection(unwrap(old), conn) {
 			return nil
 		}
 		if got, ok := h.reg.Unregister(id); ok {
 			h.logger.Warn("realtime: connection ID reused; closing the older connection", "conn", id)
-			got.conn.Close()
+			unwrap(got).Close()
 		}
 	}
 }
@@ -199,7 +213,7 @@ func sameConnection(a, b Connection) (same bool) {
 // connection that is not registered does nothing. Only the connection
 // registered under conn.ID() is removed: not another one that took its ID.
 func (h *ShardedHub) Unregister(conn Connection) {
-	isConn := func(t target) bool { return sameConnection(t.conn, conn) }
+	isConn := func(fs FrameSender) bool { return sameConnection(unwrap(fs), conn) }
 	if _, ok := h.reg.UnregisterIf(conn.ID(), isConn); ok {
 		h.stats.unregistered.Add(1)
 	}
@@ -279,15 +293,10 @@ func (h *ShardedHub) BroadcastCount(msg *Message) (delivered int, err error) {
 	return c.Delivered, nil
 }
 
-// frameVisitor returns the per-recipient step of a broadcast: one
-// predictable branch and one interface call, no allocation.
-func frameVisitor(f *Frame) shard.Visit[target] {
-	return func(t target) bool {
-		if t.frames != nil {
-			return t.frames.SendFrame(f)
-		}
-		return t.conn.Send(f.msg)
-	}
+// frameVisitor returns the per-recipient step of a broadcast: one interface
+// call, no allocation.
+func frameVisitor(f *Frame) shard.Visit[FrameSender] {
+	return func(fs FrameSender) bool { return fs.SendFrame(f) }
 }
 
 // SendTo sends msg to the connection registered under connID and reports
@@ -296,16 +305,16 @@ func (h *ShardedHub) SendTo(connID string, msg *Message) bool {
 	if msg == nil {
 		return false
 	}
-	ok := h.reg.Do(connID, func(t target) bool {
-		if t.frames != nil {
-			f, err := NewFrame(msg)
-			if err != nil {
-				h.logger.Error("realtime: send to", "conn", connID, "type", msg.Type, "err", err)
-				return false
-			}
-			return t.frames.SendFrame(f)
+	ok := h.reg.Do(connID, func(fs FrameSender) bool {
+		if a, ok := fs.(*sendAdapter); ok {
+			return a.Send(msg) // no need to encode for a Connection that does it itself
 		}
-		return t.conn.Send(msg)
+		f, err := NewFrame(msg)
+		if err != nil {
+			h.logger.Error("realtime: send to", "conn", connID, "type", msg.Type, "err", err)
+			return false
+		}
+		return fs.SendFrame(f)
 	})
 	if ok {
 		h.stats.delivered.Add(1)

@@ -87,7 +87,15 @@ type room[C any] struct {
 
 type stripe[C any] struct {
 	mu      sync.RWMutex
-	members []*entry[C]
+	members []slot[C]
+}
+
+// slot is one member of a stripe. The connection value is kept inline, so a
+// fan-out reads the stripe sequentially instead of chasing a pointer per
+// member; e identifies the membership for the index.
+type slot[C any] struct {
+	e    *entry[C]
+	conn C
 }
 
 type loc struct{ stripe, pos int32 }
@@ -307,7 +315,7 @@ func (r *Registry[C]) addMember(name string, e *entry[C]) {
 	st := rm.stripes[si]
 	st.mu.Lock()
 	rm.index[e] = loc{stripe: int32(si), pos: int32(len(st.members))}
-	st.members = append(st.members, e)
+	st.members = append(st.members, slot[C]{e: e, conn: e.conn})
 	st.mu.Unlock()
 	rm.size++
 }
@@ -348,14 +356,14 @@ func (r *Registry[C]) removeMember(name string, e *entry[C]) {
 	last := len(st.members) - 1
 	moved := st.members[last]
 	st.members[at.pos] = moved
-	st.members[last] = nil
+	st.members[last] = slot[C]{}
 	st.members = st.members[:last]
 	if last == 0 {
 		st.members = nil // an emptied stripe gives its memory back
 	}
 	st.mu.Unlock()
-	if moved != e {
-		rm.index[moved] = at
+	if moved.e != e {
+		rm.index[moved.e] = at
 	}
 	rm.size--
 	if rm.size == 0 {

@@ -33,7 +33,7 @@ func (r *Registry[C]) EachInRoom(name string, workers int, fn Visit[C]) Counts {
 	return parallel(len(stripes), workers, func(i int) Counts {
 		st := stripes[i]
 		st.mu.RLock()
-		c := visitAll(st.members, fn)
+		c := visitSlots(st.members, fn)
 		st.mu.RUnlock()
 		return c
 	})
@@ -55,6 +55,16 @@ func visitAll[C any](members []*entry[C], fn Visit[C]) Counts {
 	var delivered int
 	for _, e := range members {
 		if fn(e.conn) {
+			delivered++
+		}
+	}
+	return Counts{Visited: len(members), Delivered: delivered}
+}
+
+func visitSlots[C any](members []slot[C], fn Visit[C]) Counts {
+	var delivered int
+	for i := range members {
+		if fn(members[i].conn) {
 			delivered++
 		}
 	}

@@ -1,0 +1,46 @@
+# realtime — the two commands a newcomer needs are `make run` and `make test`;
+# both install what they need first.
+GO      ?= go
+OUT     ?= out
+# The concurrent packages run under the race detector; -timeout keeps a hung
+# test from eating CI's budget.
+TESTFLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: test deps vet bench fmt
+
+## deps: Go modules, and redis-server for the Redis integration tests.
+deps:
+	$(GO) mod download
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing redis-server (apt-get install -y redis-server)"; \
+	    (apt-get install -y -qq redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server; }) \
+	      || { echo "could not install redis-server; run: apt-get update && apt-get install -y redis-server" >&2; exit 1; }; \
+	  else \
+	    echo "redis-server is missing; install it with: sudo apt-get install -y redis-server" >&2; exit 1; \
+	  fi; }
+
+## vet: go vet and a gofmt check.
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:" $$out >&2; exit 1; fi
+
+## test: every test, with set-up.
+test: deps vet
+	$(GO) test $(TESTFLAGS) ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## bench: hub benchmarks beside the naive baseline, as a table of medians.
+# Each family has its own -benchtime: the naive hub's join/leave under
+# broadcast mis-calibrates b.N with a time target, so it runs a fixed count.
+BENCHCOUNT ?= 5
+bench:
+	@mkdir -p $(OUT)
+	$(GO) test -run '^$$' -bench 'Broadcast' -benchmem -cpu 1,2 -count $(BENCHCOUNT) ./bench/ | tee $(OUT)/bench.txt
+	$(GO) test -run '^$$' -bench 'JoinLeave' -benchmem -cpu 1,2 -count $(BENCHCOUNT) -benchtime 20000x ./bench/ | tee -a $(OUT)/bench.txt
+	$(GO) test -run '^$$' -bench 'SendTo' -benchmem -cpu 1,2 -count $(BENCHCOUNT) ./bench/ | tee -a $(OUT)/bench.txt
+	@echo
+	$(GO) run ./internal/benchtable < $(OUT)/bench.txt | tee $(OUT)/bench.md
