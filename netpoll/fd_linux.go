@@ -1,0 +1,105 @@
+//go:build linux
+
+package netpoll
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrWouldBlock: the operation would block (EAGAIN); wait for readiness.
+var ErrWouldBlock = errors.New("netpoll: would block")
+
+// ErrNotPollable: the connection has no descriptor this package can own
+// (TLS, a pipe, a wrapped conn): drive it with a goroutine instead.
+var ErrNotPollable = errors.New("netpoll: connection cannot be polled")
+
+// DupFD returns a non-blocking, close-on-exec duplicate of c's socket
+// descriptor, which the caller owns and must close. The caller should then
+// close c: the duplicate keeps the socket open.
+//
+// It uses SyscallConn().Control, never (*net.TCPConn).File, whose descriptor
+// switches the shared socket to blocking mode.
+func DupFD(c net.Conn) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, ErrNotPollable
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("%w: %v", ErrNotPollable, err)
+	}
+	nfd := -1
+	var dupErr error
+	if err := raw.Control(func(fd uintptr) {
+		nfd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, fmt.Errorf("netpoll: dup: %w", err)
+	}
+	if dupErr != nil {
+		return -1, fmt.Errorf("netpoll: dup: %w", dupErr)
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		unix.Close(nfd)
+		return -1, fmt.Errorf("netpoll: set non-blocking: %w", err)
+	}
+	return nfd, nil
+}
+
+// Read reads from fd without blocking. It returns ErrWouldBlock when nothing
+// is available and io.EOF-like (0, nil) is mapped to (0, ErrEOF).
+func Read(fd int, p []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, p)
+		switch {
+		case err == nil && n == 0 && len(p) > 0:
+			return 0, ErrEOF
+		case err == nil:
+			return n, nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return 0, ErrWouldBlock
+		default:
+			return 0, err
+		}
+	}
+}
+
+// ErrEOF: the peer closed its side of the connection.
+var ErrEOF = errors.New("netpoll: end of stream")
+
+// maxIOV is the most buffers one writev takes (Linux IOV_MAX).
+const maxIOV = 1024
+
+// Writev writes bufs to fd with writev without blocking and returns how many
+// bytes went out. A partial write returns the count and nil; nothing written
+// because the socket buffer is full returns ErrWouldBlock.
+func Writev(fd int, bufs [][]byte) (int, error) {
+	if len(bufs) > maxIOV {
+		bufs = bufs[:maxIOV]
+	}
+	for {
+		n, err := unix.Writev(fd, bufs)
+		switch {
+		case err == nil:
+			return n, nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return 0, ErrWouldBlock
+		default:
+			return 0, err
+		}
+	}
+}
+
+// ShutdownWrite half-closes fd: the peer reads EOF after what was sent.
+func ShutdownWrite(fd int) error { return unix.Shutdown(fd, unix.SHUT_WR) }
+
+// Close closes fd.
+func Close(fd int) error { return unix.Close(fd) }
