@@ -1,9 +1,10 @@
 package realtime
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
+
+	"github.com/realtimehub/realtime/internal/wsframe"
 )
 
 // Frame is a Message encoded once for all of its recipients: its JSON and the
@@ -41,27 +42,9 @@ func NewFrame(msg *Message) (*Frame, error) {
 // newTextFrame builds a final, unmasked text frame (RFC 6455 §5.2) around
 // payload, with the header in the same allocation so one write sends it all.
 func newTextFrame(msg *Message, payload []byte) *Frame {
-	const finText = 0x80 | 0x1 // FIN + opcode text
-	n := len(payload)
-	hdr := 2
-	switch {
-	case n > 0xFFFF:
-		hdr = 10
-	case n > 125:
-		hdr = 4
-	}
-	wire := make([]byte, hdr+n)
-	wire[0] = finText
-	switch hdr {
-	case 2:
-		wire[1] = byte(n)
-	case 4:
-		wire[1] = 126
-		binary.BigEndian.PutUint16(wire[2:], uint16(n))
-	default:
-		wire[1] = 127
-		binary.BigEndian.PutUint64(wire[2:], uint64(n))
-	}
+	hdr := wsframe.HeaderLen(len(payload))
+	wire := make([]byte, hdr+len(payload))
+	wsframe.PutHeader(wire, wsframe.OpText, len(payload))
 	copy(wire[hdr:], payload)
 	return &Frame{msg: msg, wire: wire, hdr: hdr}
 }

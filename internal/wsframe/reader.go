@@ -1,0 +1,177 @@
+package wsframe
+
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
+
+// Handler receives each complete data message (fragments joined, opcode
+// OpText or OpBinary) and each control frame. payload is valid only during
+// the call. A non-nil error stops Feed and is returned by it.
+type Handler func(op byte, payload []byte) error
+
+// Reader parses client-to-server frames incrementally. Between calls it keeps
+// only the bytes of an incomplete frame and the payload of an incomplete
+// fragmented message; both are released as soon as they complete, so an idle
+// connection's Reader holds no buffer. The zero value accepts messages of any
+// size; set MaxMessageSize. A Reader is not safe for concurrent use.
+type Reader struct {
+	// MaxMessageSize is the largest message (all fragments together) accepted;
+	// a bigger one fails with ErrTooBig as soon as its header says so, before
+	// its payload is buffered. Zero means no limit.
+	MaxMessageSize int
+
+	pending []byte // an incomplete frame's bytes
+	msg     []byte // payload of a fragmented message so far
+	msgOp   byte   // opcode of the message being assembled; 0 if none
+}
+
+// Buffered returns how many bytes the Reader holds between calls.
+func (r *Reader) Buffered() int { return len(r.pending) + len(r.msg) }
+
+// Feed parses data, which may hold any number of frames and end in the middle
+// of one, calling h for what completes. It may unmask data in place. After an
+// error the Reader must not be used again.
+func (r *Reader) Feed(data []byte, h Handler) error {
+	if len(r.pending) > 0 {
+		r.pending = append(r.pending, data...)
+		data = r.pending
+	}
+	for len(data) > 0 {
+		n, err := r.frame(data, h)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break // incomplete
+		}
+		data = data[n:]
+	}
+	switch {
+	case len(data) == 0:
+		r.pending = nil
+	case len(r.pending) > 0 && &data[0] == &r.pending[0]:
+		// nothing consumed from pending: keep it as it is
+	default:
+		// Keep the tail. copy handles data aliasing r.pending.
+		if cap(r.pending) < len(data) {
+			r.pending = make([]byte, len(data), max(len(data), 512))
+		} else {
+			r.pending = r.pending[:len(data)]
+		}
+		copy(r.pending, data)
+	}
+	return nil
+}
+
+// frame handles the frame at the start of data and returns its length, or 0
+// if data does not hold all of it yet.
+func (r *Reader) frame(data []byte, h Handler) (int, error) {
+	if len(data) < 2 {
+		return 0, nil
+	}
+	b0, b1 := data[0], data[1]
+	fin, op := b0&0x80 != 0, b0&0x0F
+	if b0&0x70 != 0 {
+		return 0, ErrReservedBits
+	}
+	if b1&0x80 == 0 {
+		return 0, ErrUnmasked
+	}
+	control := op&0x8 != 0
+	switch op {
+	case OpContinuation, OpText, OpBinary, OpClose, OpPing, OpPong:
+	default:
+		return 0, ErrReservedOpcode
+	}
+	hdr := 2
+	length := uint64(b1 & 0x7F)
+	switch length {
+	case 126:
+		hdr = 4
+		if len(data) < hdr {
+			return 0, nil
+		}
+		length = uint64(binary.BigEndian.Uint16(data[2:]))
+	case 127:
+		hdr = 10
+		if len(data) < hdr {
+			return 0, nil
+		}
+		length = binary.BigEndian.Uint64(data[2:])
+		if length>>63 != 0 {
+			return 0, ErrLengthOverflow
+		}
+	}
+	if control {
+		if !fin {
+			return 0, ErrControlFragmented
+		}
+		if length > 125 {
+			return 0, ErrControlTooLong
+		}
+	} else {
+		if op == OpContinuation && r.msgOp == 0 {
+			return 0, ErrUnexpectedCont
+		}
+		if op != OpContinuation && r.msgOp != 0 {
+			return 0, ErrExpectedCont
+		}
+		if r.MaxMessageSize > 0 && length > uint64(r.MaxMessageSize-len(r.msg)) {
+			return 0, ErrTooBig
+		}
+	}
+	hdr += 4 // mask key
+	total := uint64(hdr) + length
+	if uint64(len(data)) < total {
+		return 0, nil
+	}
+	payload := data[hdr:total]
+	unmask(payload, data[hdr-4:hdr])
+
+	switch {
+	case control:
+		if err := h(op, payload); err != nil {
+			return 0, err
+		}
+	case fin && op != OpContinuation: // a whole message in one frame: no copy
+		if err := r.message(op, payload, h); err != nil {
+			return 0, err
+		}
+	default:
+		if op != OpContinuation {
+			r.msgOp = op
+		}
+		r.msg = append(r.msg, payload...)
+		if fin {
+			op, msg := r.msgOp, r.msg
+			r.msgOp, r.msg = 0, nil
+			if err := r.message(op, msg, h); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return int(total), nil
+}
+
+func (r *Reader) message(op byte, payload []byte, h Handler) error {
+	if op == OpText && !validUTF8(payload) {
+		return ErrInvalidUTF8
+	}
+	return h(op, payload)
+}
+
+// unmask XORs p with the 4-byte key (RFC 6455 §5.3), 8 bytes at a time.
+func unmask(p, key []byte) {
+	k4 := binary.LittleEndian.Uint32(key)
+	k8 := uint64(k4)<<32 | uint64(k4)
+	i := 0
+	for ; i+8 <= len(p); i += 8 {
+		binary.LittleEndian.PutUint64(p[i:], binary.LittleEndian.Uint64(p[i:])^k8)
+	}
+	for ; i < len(p); i++ {
+		p[i] ^= key[i&3]
+	}
+}
+
+func validUTF8(p []byte) bool { return utf8.Valid(p) }
