@@ -10,6 +10,7 @@ require (
 
 require (
 	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/mailru/easygo v0.0.0-20190618140210-3c14a0dc985f // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sys v0.50.0 // indirect

@@ -84,6 +84,9 @@ type ShardedHub struct {
 	closed  atomic.Bool
 	running atomic.Bool
 
+	hooksMu sync.Mutex
+	hooks   []func() // run when Run's context ends, before closeAll
+
 	stats hubCounters
 }
 
@@ -121,9 +124,26 @@ func (h *ShardedHub) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	h.closed.Store(true)
+	h.hooksMu.Lock()
+	hooks := h.hooks
+	h.hooksMu.Unlock()
+	var wg sync.WaitGroup
+	for _, hook := range hooks {
+		wg.Go(hook) // handlers shut down their connections in parallel
+	}
+	wg.Wait()
 	h.closeAll()
 	h.logger.Info("realtime: hub stopped")
 	return nil
+}
+
+// onShutdown registers fn to run when Run's context ends, before the hub
+// closes the connections that are left. Handlers use it to close their
+// connections with 1001 and flush them.
+func (h *ShardedHub) onShutdown(fn func()) {
+	h.hooksMu.Lock()
+	h.hooks = append(h.hooks, fn)
+	h.hooksMu.Unlock()
 }
 
 // closeWorkers bounds the goroutines that close connections at shutdown.

@@ -3,7 +3,6 @@
 package netpoll
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"syscall"
@@ -11,12 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrWouldBlock: the operation would block (EAGAIN); wait for readiness.
-var ErrWouldBlock = errors.New("netpoll: would block")
-
-// ErrNotPollable: the connection has no descriptor this package can own
-// (TLS, a pipe, a wrapped conn): drive it with a goroutine instead.
-var ErrNotPollable = errors.New("netpoll: connection cannot be polled")
 
 // DupFD returns a non-blocking, close-on-exec duplicate of c's socket
 // descriptor, which the caller owns and must close. The caller should then
@@ -70,18 +63,14 @@ func Read(fd int, p []byte) (int, error) {
 	}
 }
 
-// ErrEOF: the peer closed its side of the connection.
-var ErrEOF = errors.New("netpoll: end of stream")
 
-// maxIOV is the most buffers one writev takes (Linux IOV_MAX).
-const maxIOV = 1024
 
 // Writev writes bufs to fd with writev without blocking and returns how many
 // bytes went out. A partial write returns the count and nil; nothing written
 // because the socket buffer is full returns ErrWouldBlock.
 func Writev(fd int, bufs [][]byte) (int, error) {
-	if len(bufs) > maxIOV {
-		bufs = bufs[:maxIOV]
+	if len(bufs) > MaxIOV {
+		bufs = bufs[:MaxIOV]
 	}
 	for {
 		n, err := unix.Writev(fd, bufs)

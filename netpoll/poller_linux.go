@@ -40,8 +40,6 @@ type Poller struct {
 	closed bool
 }
 
-// ErrClosed is returned by a Poller that was closed.
-var ErrClosed = errors.New("netpoll: poller closed")
 
 // New starts a Poller with n epoll instances (n < 1 means 1), each with one
 // dispatch goroutine. onError receives errors of epoll_wait that are not

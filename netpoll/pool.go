@@ -5,8 +5,21 @@ import (
 )
 
 // Task is work a Pool runs. Implemented by the caller's connection type, so
-// submitting one allocates nothing.
-type Task interface{ Run() }
+// submitting one allocates nothing. Run gets the running worker's scratch
+// buffers, valid only during the call.
+type Task interface{ Run(*Scratch) }
+
+// Scratch is a worker's own buffers, reused by every task it runs, so that
+// reading and writing allocate nothing per connection.
+type Scratch struct {
+	// Read is a buffer for one read syscall.
+	Read []byte
+	// IOV holds the buffers of one writev.
+	IOV [][]byte
+}
+
+// ReadBufferSize is the size of Scratch.Read.
+const ReadBufferSize = 32 << 10
 
 // Pool runs Tasks on a fixed number of goroutines, started by NewPool and
 // stopped by Close. The queue is unbounded, but callers submit a connection
@@ -66,12 +79,13 @@ func (p *Pool) next() (Task, bool) {
 }
 
 func (p *Pool) work() {
+	s := &Scratch{Read: make([]byte, ReadBufferSize), IOV: make([][]byte, 0, MaxIOV)}
 	for {
 		t, ok := p.next()
 		if !ok {
 			return
 		}
-		t.Run()
+		t.Run(s)
 	}
 }
 

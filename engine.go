@@ -1,0 +1,121 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/realtimehub/realtime/netpoll"
+)
+
+// engine is what a Handler runs: the epoll poller, the worker pool, the
+// heartbeat wheel and the fallback readers. It starts with the first
+// connection, so a Handler that serves nobody runs no goroutine.
+type engine struct {
+	h *Handler
+
+	startOnce sync.Once
+	startErr  error
+	poller    *netpoll.Poller // nil where polling is unsupported
+	pool      *netpoll.Pool
+	hb        heartbeat
+	stopHB    chan struct{}
+	hbDone    sync.WaitGroup
+
+	stopping   atomic.Bool
+	live       atomic.Int64   // attached connections not yet torn down
+	idle       chan struct{}  // signalled when live drops to 0
+	fallback   sync.WaitGroup // reader goroutines
+	handshakes sync.WaitGroup // raw-door handshakes in progress
+	done       chan struct{}  // closed when shutdown finished
+}
+
+func newEngine(h *Handler) *engine {
+	return &engine{h: h, stopHB: make(chan struct{}), idle: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+func (e *engine) start() error {
+	e.startOnce.Do(func() {
+		if netpoll.Supported {
+			p, err := netpoll.New(e.h.cfg.Pollers, func(err error) {
+				e.h.logger.Error("realtime: epoll wait", "err", err)
+			})
+			if err != nil {
+				e.h.logger.Warn("realtime: epoll unavailable; one goroutine per connection", "err", err)
+			} else {
+				e.poller = p
+			}
+		}
+		e.pool = netpoll.NewPool(e.h.cfg.Workers)
+		e.hbDone.Go(func() { e.hb.run(&e.h.cfg, e.stopHB) })
+	})
+	return e.startErr
+}
+
+func (e *engine) signalIdle() {
+	select {
+	case e.idle <- struct{}{}:
+	default:
+	}
+}
+
+// shutdown closes every connection with 1001, waits for them to finish or
+// ctx to end, then stops everything.
+func (e *engine) shutdown(ctx context.Context) error {
+	defer close(e.done)
+	e.handshakes.Wait() // handshakes in progress see stopping and refuse
+	started := false
+	e.startOnce.Do(func() {}) // a handler that never started has nothing to stop
+	started = e.pool != nil
+	if !started {
+		return nil
+	}
+	for _, c := range e.hb.all() {
+		c.closeWith(1001, "server shutting down")
+	}
+	var err error
+	for e.live.Load() > 0 && err == nil {
+		select {
+		case <-e.idle:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	// Whatever is left did not finish its close handshake in time.
+	for _, c := range e.hb.all() {
+		c.requestTeardown()
+	}
+	close(e.stopHB)
+	e.hbDone.Wait()
+	e.pool.Close() // runs the teardowns queued above, then stops
+	for _, c := range e.hb.all() {
+		c.teardown(nil) // no worker is left: nothing else runs c now
+	}
+	if e.poller != nil {
+		e.poller.Close()
+	}
+	e.fallback.Wait()
+	if err != nil {
+		return errors.New("realtime: shutdown deadline passed; remaining connections were dropped")
+	}
+	return nil
+}
+
+// dupFD returns an owned, non-blocking duplicate of nc's descriptor, or an
+// error for connections that cannot be polled (TLS has no syscall.Conn).
+func dupFD(nc net.Conn) (int, error) {
+	if _, ok := nc.(syscall.Conn); !ok {
+		return -1, netpoll.ErrNotPollable
+	}
+	return netpoll.DupFD(nc)
+}
+
+// isPeerGone reports errors that only mean the peer went away.
+func isPeerGone(err error) bool {
+	return errors.Is(err, netpoll.ErrEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}

@@ -1,0 +1,63 @@
+package realtime
+
+import (
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// presenceCounts counts each user's connections on this handler, so that
+// "online" and "offline" mean a user's first connection and last one.
+type presenceCounts struct {
+	shards [16]struct {
+		mu sync.Mutex
+		n  map[string]int
+	}
+}
+
+// add counts one more connection of user and reports whether it is the first.
+func (p *presenceCounts) add(user string) bool {
+	s := &p.shards[xxhash.Sum64String(user)%16]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		s.n = map[string]int{}
+	}
+	s.n[user]++
+	return s.n[user] == 1
+}
+
+// remove counts one connection less and reports whether it was the last.
+func (p *presenceCounts) remove(user string) bool {
+	s := &p.shards[xxhash.Sum64String(user)%16]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n[user]--
+	if s.n[user] <= 0 {
+		delete(s.n, user)
+		return true
+	}
+	return false
+}
+
+// online reports whether user has a connection on this handler.
+func (p *presenceCounts) online(user string) bool {
+	s := &p.shards[xxhash.Sum64String(user)%16]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n[user] > 0
+}
+
+// userOnline records c's arrival; true if it is its user's first connection.
+// Anonymous connections have no presence.
+func (h *Handler) userOnline(c *conn) bool {
+	return c.userID != "" && h.presence.add(c.userID)
+}
+
+// userOffline records c's departure; true if it was its user's last.
+func (h *Handler) userOffline(c *conn) bool {
+	return c.userID != "" && h.presence.remove(c.userID)
+}
+
+// Online reports whether user has at least one connection on this handler.
+func (h *Handler) Online(user string) bool { return h.presence.online(user) }

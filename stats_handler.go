@@ -1,0 +1,43 @@
+package realtime
+
+import "sync/atomic"
+
+// HandlerStats are cumulative counters of a Handler since it was created.
+type HandlerStats struct {
+	// Accepted, Rejected and Closed count upgrades that succeeded, upgrades
+	// refused (origin, authentication, bad handshake) and connections ended.
+	Accepted, Rejected, Closed uint64
+	// MessagesIn counts client text messages; FramesOut frames written.
+	MessagesIn, FramesOut uint64
+	// BytesIn and BytesOut count socket bytes after the handshake.
+	BytesIn, BytesOut uint64
+	// SlowConsumers counts connections closed because their send queue
+	// filled; Timeouts those closed for silence; ProtocolErrors those
+	// closed for breaking RFC 6455 or the size limit.
+	SlowConsumers, Timeouts, ProtocolErrors uint64
+	// ErrorsSent counts error messages sent to clients; PublishErrors
+	// messages the Broadcaster failed to publish.
+	ErrorsSent, PublishErrors uint64
+}
+
+type handlerCounters struct {
+	accepted, rejected, closed               atomic.Uint64
+	messagesIn, framesOut, bytesIn, bytesOut atomic.Uint64
+	slowConsumers, timeouts, protocolErrors  atomic.Uint64
+	errorsSent, publishErrors                atomic.Uint64
+}
+
+// Stats returns the handler's counters.
+func (h *Handler) Stats() HandlerStats {
+	s := &h.stats
+	return HandlerStats{
+		Accepted: s.accepted.Load(), Rejected: s.rejected.Load(), Closed: s.closed.Load(),
+		MessagesIn: s.messagesIn.Load(), FramesOut: s.framesOut.Load(),
+		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
+		SlowConsumers: s.slowConsumers.Load(), Timeouts: s.timeouts.Load(), ProtocolErrors: s.protocolErrors.Load(),
+		ErrorsSent: s.errorsSent.Load(), PublishErrors: s.publishErrors.Load(),
+	}
+}
+
+// Connections returns how many connections the handler holds now.
+func (h *Handler) Connections() int { return int(h.eng.live.Load()) }
