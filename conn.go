@@ -55,12 +55,14 @@ type conn struct {
 	queue       [][]byte   // frames waiting to be written
 	off         int        // bytes of queue[0] already written
 	flushing    bool       // a flush is scheduled, running, or waiting for the socket
+	sockFull    bool       // the last write found the socket buffer full
 	closeQueued bool       // our close frame is queued: nothing may follow it
 	closeSent   bool       // our close frame is written
 	peerClosed  bool       // the peer's close frame arrived
 
-	// Only the writer touches writeBlocked; only the reader the rest.
+	// Only the writer touches writeBlocked and scratch; only the reader the rest.
 	writeBlocked bool
+	scratch      *netpoll.Scratch // the running task's buffers (polled), else nil
 	readStopped  bool
 	rd           wsframe.Reader
 	limiter      rateLimiter
@@ -96,6 +98,10 @@ func (c *conn) Send(msg *Message) bool {
 // SendFrame queues an encoded frame; see Send.
 func (c *conn) SendFrame(f *Frame) bool { return c.enqueue(f.wire, false) }
 
+// burstFactor is how far a connection's queue may grow past SendQueueSize
+// while its socket still takes data.
+const burstFactor = 4
+
 // controlSlack is how many control frames (pongs, pings) may go beyond the
 // send queue's size before the connection counts as a slow consumer.
 const controlSlack = 8
@@ -106,7 +112,13 @@ func (c *conn) enqueue(b []byte, control bool) bool {
 		c.mu.Unlock()
 		return false
 	}
+	// A full queue means a slow consumer only if the socket is backed up too:
+	// otherwise the frames merely wait for the writer (a burst fanned in
+	// faster than one flush), up to a hard cap that bounds memory.
 	limit := c.h.cfg.SendQueueSize
+	if !c.sockFull {
+		limit *= burstFactor
+	}
 	if control {
 		limit += controlSlack
 	}
@@ -140,6 +152,10 @@ func (c *conn) Close() {
 	c.closeWith(wsframe.CloseNormal, "")
 }
 
+// errorLinger is how long a connection closed for an error stays open after
+// its close frame was queued, so the frame reaches the peer before the FIN.
+const errorLinger = time.Second
+
 // closeWith queues a close frame with code and reason, unless one is queued
 // already. CloseNoStatus sends an empty close frame (the echo of one).
 func (c *conn) closeWith(code uint16, reason string) {
@@ -165,7 +181,13 @@ func (c *conn) closeWith(code uint16, reason string) {
 	if code != wsframe.CloseNormal && code != wsframe.CloseNoStatus && code != wsframe.CloseGoingAway {
 		c.h.logger.Debug("realtime: closing connection", "conn", c.id, "code", code, "reason", reason)
 	}
-	c.h.eng.hb.closing(c, time.Now().Add(c.h.cfg.CloseTimeout))
+	linger := c.h.cfg.CloseTimeout
+	if c.readStopped {
+		// We stopped reading after an error, so the peer's close frame will
+		// not be seen: give our close frame a moment to arrive, no more.
+		linger = min(linger, errorLinger)
+	}
+	c.h.eng.hb.closing(c, time.Now().Add(linger))
 	if kick {
 		c.kick(workFlush)
 	}
@@ -219,6 +241,9 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 
 		n, err := c.writev(iov)
 		if errors.Is(err, netpoll.ErrWouldBlock) {
+			c.mu.Lock()
+			c.sockFull = true
+			c.mu.Unlock()
 			return true, nil
 		}
 		if err != nil {
@@ -227,6 +252,7 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 		c.h.stats.bytesOut.Add(uint64(n))
 
 		c.mu.Lock()
+		c.sockFull = false
 		n += c.off
 		i := 0
 		for i < len(c.queue) && n >= len(c.queue[i]) {
@@ -289,6 +315,7 @@ func (c *conn) onFrame(op byte, payload []byte) error {
 	case wsframe.OpText:
 		c.h.stats.messagesIn.Add(1)
 		c.h.handleMessage(c, payload)
+		c.flushBacklog()
 	case wsframe.OpBinary:
 		return &wsframe.CloseError{Code: wsframe.CloseUnsupportedData, Reason: "binary messages are not supported"}
 	case wsframe.OpPing:
@@ -307,6 +334,28 @@ func (c *conn) onFrame(op byte, payload []byte) error {
 		return errStopReading
 	}
 	return nil
+}
+
+// flushBacklog writes queued frames in the middle of reading when the queue
+// is half full. One read can carry hundreds of commands whose replies (or the
+// client's own room messages) would otherwise all queue before the task gets
+// to write. Only the polled task does it: it is the connection's writer.
+func (c *conn) flushBacklog() {
+	if c.scratch == nil || c.writeBlocked {
+		return
+	}
+	c.mu.Lock()
+	backlog := len(c.queue) >= c.h.cfg.SendQueueSize/2
+	c.mu.Unlock()
+	if !backlog {
+		return
+	}
+	blocked, err := c.flush(c.scratch.IOV)
+	if err != nil {
+		c.requestTeardown() // the task sees it after this read
+		return
+	}
+	c.writeBlocked = blocked
 }
 
 // teardown releases the socket and removes the connection from everything.

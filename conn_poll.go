@@ -42,8 +42,15 @@ func (c *conn) Run(s *netpoll.Scratch) {
 			return
 		}
 		if work&workRead != 0 {
-			if err := c.readPolled(s.Read); err != nil {
+			c.scratch = s
+			err := c.readPolled(s.Read)
+			c.scratch = nil
+			if err != nil {
 				c.teardown(err)
+				return
+			}
+			if c.pend.And(^workTeardown)&workTeardown != 0 { // requested while reading
+				c.teardown(nil)
 				return
 			}
 		}

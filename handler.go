@@ -52,9 +52,11 @@ type HandlerConfig struct {
 	// MaxMessageSize is the largest client message in bytes; a larger one
 	// closes the connection with 1009. Default: 64 KiB.
 	MaxMessageSize int
-	// SendQueueSize is how many frames may wait for a connection's socket;
-	// a client that lets it fill is disconnected (1008) so that it slows no
-	// one else down. Default: 256.
+	// SendQueueSize is how many frames may wait for a connection whose
+	// socket buffer is full; a client that lets it fill is disconnected
+	// (1008, "slow consumer") so that it slows no one else down. While the
+	// socket still takes data the queue may hold 4× this during a burst.
+	// Default: 256.
 	SendQueueSize int
 	// RateLimit is how many messages per second a connection may send on
 	// average, and RateBurst how many at once. Past them the client gets
@@ -478,7 +480,7 @@ func (h *Handler) detach(c *conn, cause error) {
 	h.eng.hb.remove(c)
 	for _, room := range rooms {
 		if !h.cfg.DisableJoinLeaveEvents {
-			h.roomEvent(c, MessageTypeLeave, room, false)
+			h.roomEvent(c, MessageTypeLeave, room, true)
 		}
 	}
 	if h.userOffline(c) {

@@ -84,8 +84,8 @@ func (hb *heartbeat) closing(c *conn, deadline time.Time) {
 	hb.closingMu.Unlock()
 }
 
-// sweep visits bucket i: pings connections and closes silent ones; then
-// tears down closing connections past their deadline. scratch is reused.
+// sweep visits bucket i: pings connections and closes silent ones.
+// scratch is reused.
 func (hb *heartbeat) sweep(i int, now time.Time, cfg *HandlerConfig, scratch []*conn) []*conn {
 	conns := hb.snapshot(i, scratch[:0])
 	silentSince := now.Add(-cfg.PongTimeout).UnixNano()
@@ -101,7 +101,11 @@ func (hb *heartbeat) sweep(i int, now time.Time, cfg *HandlerConfig, scratch []*
 		c.enqueue(pingFrame, true)
 	}
 	clear(conns)
+	return conns
+}
 
+// expire tears down closing connections past their deadline.
+func (hb *heartbeat) expire(now time.Time) {
 	nowNano := now.UnixNano()
 	hb.closingMu.Lock()
 	keep := hb.closingQ[:0]
@@ -121,21 +125,30 @@ func (hb *heartbeat) sweep(i int, now time.Time, cfg *HandlerConfig, scratch []*
 	for _, c := range expired {
 		c.requestTeardown()
 	}
-	return conns
 }
 
-// run sweeps one bucket per tick until stop is closed.
+// closingTick is how often closing connections are checked against their
+// deadline; the list holds only connections that are closing.
+const closingTick = 100 * time.Millisecond
+
+// run sweeps one bucket per tick, and expires closing connections, until
+// stop is closed.
 func (hb *heartbeat) run(cfg *HandlerConfig, stop <-chan struct{}) {
-	tick := max(cfg.PingInterval/wheelBuckets, 10*time.Millisecond)
-	t := time.NewTicker(tick)
+	t := time.NewTicker(max(cfg.PingInterval/wheelBuckets, 10*time.Millisecond))
 	defer t.Stop()
+	ct := time.NewTicker(closingTick)
+	defer ct.Stop()
 	var scratch []*conn
-	for i := 0; ; i = (i + 1) % wheelBuckets {
+	i := 0
+	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
 			scratch = hb.sweep(i, now, cfg, scratch)
+			i = (i + 1) % wheelBuckets
+		case now := <-ct.C:
+			hb.expire(now)
 		}
 	}
 }
