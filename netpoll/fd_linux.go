@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-
 // DupFD returns a non-blocking, close-on-exec duplicate of c's socket
 // descriptor, which the caller owns and must close. The caller should then
 // close c: the duplicate keeps the socket open.
@@ -62,8 +61,6 @@ func Read(fd int, p []byte) (int, error) {
 		}
 	}
 }
-
-
 
 // Writev writes bufs to fd with writev without blocking and returns how many
 // bytes went out. A partial write returns the count and nil; nothing written

@@ -40,7 +40,6 @@ type Poller struct {
 	closed bool
 }
 
-
 // New starts a Poller with n epoll instances (n < 1 means 1), each with one
 // dispatch goroutine. onError receives errors of epoll_wait that are not
 // EINTR (easygo retries EINTR itself); nil logs nothing.
