@@ -6,7 +6,7 @@ OUT     ?= out
 # test from eating CI's budget.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: test deps vet bench fmt
+.PHONY: test deps vet bench fmt fuzz
 
 ## deps: Go modules, and redis-server for the Redis integration tests.
 deps:
@@ -26,9 +26,16 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:" $$out >&2; exit 1; fi
 
-## test: every test, with set-up.
+## test: every test, with set-up; then each fuzz target briefly (longer by
+## hand: make fuzz FUZZTIME=10m).
+FUZZTIME ?= 10s
 test: deps vet
 	$(GO) test $(TESTFLAGS) ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./internal/wsframe
+	$(GO) test -run '^$$' -fuzz '^FuzzCommand$$' -fuzztime $(FUZZTIME) .
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

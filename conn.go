@@ -125,7 +125,7 @@ func (c *conn) enqueue(b []byte, control bool) bool {
 	if len(c.queue) >= limit {
 		c.mu.Unlock()
 		c.h.stats.slowConsumers.Add(1)
-		c.closeWith(wsframe.ClosePolicyViolation, "slow consumer: send queue full")
+		c.fail(wsframe.ClosePolicyViolation, "slow consumer: send queue full")
 		return false
 	}
 	if c.queue == nil {
@@ -146,19 +146,27 @@ func (c *conn) enqueue(b []byte, control bool) bool {
 // released when the peer answers or after HandlerConfig.CloseTimeout.
 func (c *conn) Close() {
 	if c.h.eng.stopping.Load() {
-		c.closeWith(wsframe.CloseGoingAway, "server shutting down")
+		c.fail(wsframe.CloseGoingAway, "server shutting down")
 		return
 	}
-	c.closeWith(wsframe.CloseNormal, "")
+	c.closeWith(wsframe.CloseNormal, "", c.h.cfg.CloseTimeout)
 }
 
-// errorLinger is how long a connection closed for an error stays open after
-// its close frame was queued, so the frame reaches the peer before the FIN.
+// fail closes the connection for a reason of the server's (an error, a
+// timeout, shutdown): the peer gets the close frame but is not waited for
+// beyond errorLinger.
+func (c *conn) fail(code uint16, reason string) {
+	c.closeWith(code, reason, min(c.h.cfg.CloseTimeout, errorLinger))
+}
+
+// errorLinger is how long a connection the server fails stays open after its
+// close frame was queued, so that the frame reaches the peer before the FIN.
 const errorLinger = time.Second
 
 // closeWith queues a close frame with code and reason, unless one is queued
-// already. CloseNoStatus sends an empty close frame (the echo of one).
-func (c *conn) closeWith(code uint16, reason string) {
+// already, and releases the socket when both sides have sent theirs or after
+// linger. CloseNoStatus sends an empty close frame (the echo of one).
+func (c *conn) closeWith(code uint16, reason string, linger time.Duration) {
 	var payload []byte
 	if code != wsframe.CloseNoStatus {
 		payload = wsframe.ClosePayload(code, reason)
@@ -180,12 +188,6 @@ func (c *conn) closeWith(code uint16, reason string) {
 	c.mu.Unlock()
 	if code != wsframe.CloseNormal && code != wsframe.CloseNoStatus && code != wsframe.CloseGoingAway {
 		c.h.logger.Debug("realtime: closing connection", "conn", c.id, "code", code, "reason", reason)
-	}
-	linger := c.h.cfg.CloseTimeout
-	if c.readStopped {
-		// We stopped reading after an error, so the peer's close frame will
-		// not be seen: give our close frame a moment to arrive, no more.
-		linger = min(linger, errorLinger)
 	}
 	c.h.eng.hb.closing(c, time.Now().Add(linger))
 	if kick {
@@ -293,10 +295,10 @@ func (c *conn) onBytes(p []byte) {
 	var ce *wsframe.CloseError
 	if errors.As(err, &ce) {
 		c.h.stats.protocolErrors.Add(1)
-		c.closeWith(ce.Code, ce.Reason)
+		c.fail(ce.Code, ce.Reason)
 		return
 	}
-	c.closeWith(wsframe.CloseInternalError, "internal error")
+	c.fail(wsframe.CloseInternalError, "internal error")
 }
 
 func (c *conn) stopReading() {
@@ -330,7 +332,7 @@ func (c *conn) onFrame(op byte, payload []byte) error {
 		c.mu.Lock()
 		c.peerClosed = true
 		c.mu.Unlock()
-		c.closeWith(code, "") // echo the code (RFC 6455 §5.5.1); no-op if ours is queued
+		c.closeWith(code, "", c.h.cfg.CloseTimeout) // echo the code (RFC 6455 §5.5.1); no-op if ours is queued
 		return errStopReading
 	}
 	return nil

@@ -75,7 +75,7 @@ func (e *engine) shutdown(ctx context.Context) error {
 		return nil
 	}
 	for _, c := range e.hb.all() {
-		c.closeWith(1001, "server shutting down")
+		c.fail(1001, "server shutting down")
 	}
 	var err error
 	for e.live.Load() > 0 && err == nil {

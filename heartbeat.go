@@ -95,7 +95,7 @@ func (hb *heartbeat) sweep(i int, now time.Time, cfg *HandlerConfig, scratch []*
 		}
 		if c.lastRead.Load() < silentSince {
 			c.h.stats.timeouts.Add(1)
-			c.closeWith(1001, "ping timeout")
+			c.fail(1001, "ping timeout")
 			continue
 		}
 		c.enqueue(pingFrame, true)

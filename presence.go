@@ -32,11 +32,15 @@ func (p *presenceCounts) remove(user string) bool {
 	s := &p.shards[xxhash.Sum64String(user)%16]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.n[user]--
-	if s.n[user] <= 0 {
+	n, ok := s.n[user]
+	switch {
+	case !ok:
+		return false // never counted: nothing to undo
+	case n <= 1:
 		delete(s.n, user)
 		return true
 	}
+	s.n[user] = n - 1
 	return false
 }
 

@@ -87,7 +87,7 @@ func (h *Handler) handleMessage(c *conn, payload []byte) {
 	if !c.limiter.allow(h.cfg.RateLimit, h.cfg.RateBurst, time.Now()) {
 		if int(c.limiter.strikes) > h.cfg.RateBurst {
 			c.stopReading()
-			c.closeWith(wsframe.ClosePolicyViolation, "rate limit exceeded")
+			c.fail(wsframe.ClosePolicyViolation, "rate limit exceeded")
 			return
 		}
 		h.sendError(c, ErrCodeRateLimited, "too many messages; slow down")
