@@ -304,8 +304,9 @@ func TestClientClose(t *testing.T) {
 		a.join("r")
 		require.NoError(t, a.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "bye"), time.Now().Add(time.Second)))
 		assert.Equal(t, 4000, a.closeCode())
-		require.Eventually(t, func() bool { return ts.hub.ConnectionCount() == 0 && ts.hub.RoomCount("r") == 0 }, 5*time.Second, 10*time.Millisecond)
-		assert.Equal(t, 0, ts.handler.Connections())
+		require.Eventually(t, func() bool {
+			return ts.hub.ConnectionCount() == 0 && ts.hub.RoomCount("r") == 0 && ts.handler.Connections() == 0
+		}, 5*time.Second, 10*time.Millisecond)
 	})
 }
 
