@@ -38,36 +38,35 @@ const (
 type conn struct {
 	id, userID string
 	h          *Handler
-
-	fd int      // owned descriptor, or -1
-	nc net.Conn // fallback transport, or nil
+	nc         net.Conn // fallback transport, or nil
 
 	lastRead atomic.Int64 // unix nanoseconds of the last bytes read
+	fd       int32        // owned descriptor, or -1
 	state    atomic.Uint32
 
 	// Polled connections: pending work, whether a task is queued or
 	// running, and the interest currently armed in epoll (0 once it fired).
 	pend      atomic.Uint32
-	scheduled atomic.Bool
 	armed     atomic.Uint32
+	scheduled atomic.Bool
 
 	mu          sync.Mutex // guards the write side below
-	queue       [][]byte   // frames waiting to be written
-	off         int        // bytes of queue[0] already written
+	off         int32      // bytes of queue[0] already written
 	flushing    bool       // a flush is scheduled, running, or waiting for the socket
 	sockFull    bool       // the last write found the socket buffer full
 	closeQueued bool       // our close frame is queued: nothing may follow it
 	closeSent   bool       // our close frame is written
 	peerClosed  bool       // the peer's close frame arrived
+	queue       [][]byte   // frames waiting to be written (nil while idle)
 
 	// Only the writer touches writeBlocked and scratch; only the reader the rest.
 	writeBlocked bool
-	scratch      *netpoll.Scratch // the running task's buffers (polled), else nil
 	readStopped  bool
+	status       presenceStatus
+	scratch      *netpoll.Scratch // the running task's buffers (polled), else nil
 	rd           wsframe.Reader
 	limiter      rateLimiter
-	status       string   // presence status set by the client
-	rooms        []string // only when the Hub is not a ShardedHub
+	rooms        *[]string // only when the Hub is not a ShardedHub
 
 	hbBucket, hbPos int32 // place in the heartbeat wheel, guarded by its bucket
 }
@@ -255,7 +254,7 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 
 		c.mu.Lock()
 		c.sockFull = false
-		n += c.off
+		n += int(c.off)
 		i := 0
 		for i < len(c.queue) && n >= len(c.queue[i]) {
 			n -= len(c.queue[i])
@@ -264,7 +263,7 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 		c.h.stats.framesOut.Add(uint64(i))
 		rest := copy(c.queue, c.queue[i:])
 		clear(c.queue[rest:])
-		c.queue, c.off = c.queue[:rest], n
+		c.queue, c.off = c.queue[:rest], int32(n)
 		c.mu.Unlock()
 	}
 }
@@ -367,8 +366,8 @@ func (c *conn) teardown(cause error) {
 		return
 	}
 	if c.fd >= 0 {
-		c.h.eng.poller.Del(c.fd)
-		netpoll.Close(c.fd)
+		c.h.eng.poller.Del(int(c.fd))
+		netpoll.Close(int(c.fd))
 	} else {
 		c.nc.Close()
 	}
@@ -386,7 +385,7 @@ func (c *conn) requestTeardown() { c.kick(workTeardown) }
 
 func (c *conn) writev(iov [][]byte) (int, error) {
 	if c.fd >= 0 {
-		return netpoll.Writev(c.fd, iov)
+		return netpoll.Writev(int(c.fd), iov)
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
 	bufs := net.Buffers(iov)
@@ -396,7 +395,7 @@ func (c *conn) writev(iov [][]byte) (int, error) {
 
 func (c *conn) shutdownWrite() {
 	if c.fd >= 0 {
-		netpoll.ShutdownWrite(c.fd)
+		netpoll.ShutdownWrite(int(c.fd))
 		return
 	}
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {

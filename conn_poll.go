@@ -72,7 +72,7 @@ func (c *conn) Run(s *netpoll.Scratch) {
 		}
 		if c.armed.Load() != want {
 			c.armed.Store(want)
-			if err := c.h.eng.poller.Arm(c.fd, c.writeBlocked); err != nil {
+			if err := c.h.eng.poller.Arm(int(c.fd), c.writeBlocked); err != nil {
 				c.teardown(err)
 				return
 			}
@@ -90,7 +90,7 @@ const readsPerTurn = 4
 
 func (c *conn) readPolled(buf []byte) error {
 	for range readsPerTurn {
-		n, err := netpoll.Read(c.fd, buf)
+		n, err := netpoll.Read(int(c.fd), buf)
 		if err == netpoll.ErrWouldBlock {
 			return nil
 		}

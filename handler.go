@@ -427,7 +427,7 @@ func (h *Handler) attach(nc net.Conn, userID string, early []byte) {
 	c.lastRead.Store(time.Now().UnixNano())
 	if h.eng.poller != nil {
 		if fd, err := dupFD(nc); err == nil {
-			c.fd = fd
+			c.fd = int32(fd)
 			nc.Close() // the duplicate keeps the socket; no net.Conn is kept
 		}
 	}
@@ -449,7 +449,7 @@ func (h *Handler) attach(nc net.Conn, userID string, early []byte) {
 		c.onBytes(early)
 	}
 	if c.fd >= 0 {
-		if err := h.eng.poller.Add(c.fd, c.onPoll); err != nil {
+		if err := h.eng.poller.Add(int(c.fd), c.onPoll); err != nil {
 			h.logger.Error("realtime: poll", "conn", c.id, "err", err)
 			c.teardown(err)
 			return

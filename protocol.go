@@ -196,13 +196,12 @@ func (h *Handler) setPresence(c *conn, data json.RawMessage) {
 		h.sendError(c, ErrCodeBadData, `presence data must be {"status":"online"|"away"|"offline"}`)
 		return
 	}
-	switch p.Status {
-	case PresenceOnline, PresenceAway, PresenceOffline:
-	default:
+	st, ok := parseStatus(p.Status)
+	if !ok {
 		h.sendError(c, ErrCodeBadData, `presence status must be "online", "away" or "offline"`)
 		return
 	}
-	c.status = p.Status
+	c.status = st
 	for _, room := range h.rooms.Rooms(c) {
 		h.presenceEvent(c, room, p.Status)
 	}

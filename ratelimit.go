@@ -5,9 +5,9 @@ import "time"
 // rateLimiter is a token bucket of client messages: rate per second, up to
 // burst at once. It is used by one reader at a time.
 type rateLimiter struct {
-	tokens  float64
-	last    int64 // unix nanoseconds of the last refill; 0 before the first
-	strikes int32 // messages refused in a row
+	last    int64   // unix nanoseconds of the last refill; 0 before the first
+	tokens  float32 // float32: a fraction of a message is all the precision needed
+	strikes int32   // messages refused in a row
 }
 
 // allow reports whether one more message may pass now.
@@ -17,9 +17,9 @@ func (l *rateLimiter) allow(rate float64, burst int, now time.Time) bool {
 	}
 	t := now.UnixNano()
 	if l.last == 0 {
-		l.tokens = float64(burst)
+		l.tokens = float32(burst)
 	} else {
-		l.tokens = min(float64(burst), l.tokens+rate*float64(t-l.last)/1e9)
+		l.tokens = float32(min(float64(burst), float64(l.tokens)+rate*float64(t-l.last)/1e9))
 	}
 	l.last = t
 	if l.tokens >= 1 {

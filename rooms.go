@@ -12,25 +12,25 @@ type roomHub interface {
 type connRooms struct{ hub Hub }
 
 func (r connRooms) Join(conn Connection, room string, limit int) (bool, error) {
-	c := asConn(conn)
-	for _, have := range c.rooms {
+	rooms := roomsOf(conn)
+	for _, have := range *rooms {
 		if have == room {
 			return false, nil
 		}
 	}
-	if limit > 0 && len(c.rooms) >= limit {
+	if limit > 0 && len(*rooms) >= limit {
 		return false, ErrTooManyRooms
 	}
-	c.rooms = append(c.rooms, room)
+	*rooms = append(*rooms, room)
 	r.hub.JoinRoom(conn, room)
 	return true, nil
 }
 
 func (r connRooms) Leave(conn Connection, room string) bool {
-	c := asConn(conn)
-	for i, have := range c.rooms {
+	rooms := roomsOf(conn)
+	for i, have := range *rooms {
 		if have == room {
-			c.rooms = append(c.rooms[:i], c.rooms[i+1:]...)
+			*rooms = append((*rooms)[:i], (*rooms)[i+1:]...)
 			r.hub.LeaveRoom(conn, room)
 			return true
 		}
@@ -39,7 +39,14 @@ func (r connRooms) Leave(conn Connection, room string) bool {
 }
 
 func (r connRooms) Rooms(conn Connection) []string {
-	return append([]string(nil), asConn(conn).rooms...)
+	return append([]string(nil), *roomsOf(conn)...)
 }
 
-func asConn(c Connection) *conn { return c.(*conn) }
+// roomsOf returns the connection's own room list, made on first use.
+func roomsOf(x Connection) *[]string {
+	c := x.(*conn)
+	if c.rooms == nil {
+		c.rooms = new([]string)
+	}
+	return c.rooms
+}

@@ -53,12 +53,10 @@ type Registry[C any] struct {
 // entry is one registered connection. Rooms store pointers to it, so that an
 // old entry leaving its rooms can never remove a newer entry with the same ID.
 type entry[C any] struct {
-	id   string
-	conn C
-	pos  int // index in its conn shard's list; guarded by that shard's mu
-
-	mu    sync.Mutex // guards rooms and dead
+	conn  C
 	rooms []string
+	mu    sync.Mutex // guards rooms and dead
+	pos   int32      // index in its conn shard's list; guarded by that shard's mu
 	dead  bool
 }
 
@@ -146,7 +144,7 @@ func (r *Registry[C]) Register(id string, c C) error {
 	if _, ok := sh.byID[id]; ok {
 		return fmt.Errorf("register %q: %w", id, ErrDuplicateID)
 	}
-	e := &entry[C]{id: id, conn: c, pos: len(sh.list)}
+	e := &entry[C]{conn: c, pos: int32(len(sh.list))}
 	sh.byID[id] = e
 	sh.list = append(sh.list, e)
 	r.count.Add(1)

@@ -21,21 +21,47 @@ type Reader struct {
 	// its payload is buffered. Zero means no limit.
 	MaxMessageSize int
 
+	p     *partial // nil while nothing is held: an idle Reader is 24 bytes
+	msgOp byte     // opcode of the message being assembled; 0 if none
+}
+
+// partial is what a Reader holds between calls, allocated only while it
+// holds something.
+type partial struct {
 	pending []byte // an incomplete frame's bytes
 	msg     []byte // payload of a fragmented message so far
-	msgOp   byte   // opcode of the message being assembled; 0 if none
 }
 
 // Buffered returns how many bytes the Reader holds between calls.
-func (r *Reader) Buffered() int { return len(r.pending) + len(r.msg) }
+func (r *Reader) Buffered() int {
+	if r.p == nil {
+		return 0
+	}
+	return len(r.p.pending) + len(r.p.msg)
+}
 
 // Feed parses data, which may hold any number of frames and end in the middle
 // of one, calling h for what completes. It may unmask data in place. After an
 // error the Reader must not be used again.
 func (r *Reader) Feed(data []byte, h Handler) error {
-	if len(r.pending) > 0 {
-		r.pending = append(r.pending, data...)
-		data = r.pending
+	err := r.feed(data, h)
+	if r.p != nil && r.p.pending == nil && r.p.msg == nil {
+		r.p = nil
+	}
+	return err
+}
+
+func (r *Reader) state() *partial {
+	if r.p == nil {
+		r.p = &partial{}
+	}
+	return r.p
+}
+
+func (r *Reader) feed(data []byte, h Handler) error {
+	if r.p != nil && len(r.p.pending) > 0 {
+		r.p.pending = append(r.p.pending, data...)
+		data = r.p.pending
 	}
 	for len(data) > 0 {
 		n, err := r.frame(data, h)
@@ -49,17 +75,20 @@ func (r *Reader) Feed(data []byte, h Handler) error {
 	}
 	switch {
 	case len(data) == 0:
-		r.pending = nil
-	case len(r.pending) > 0 && &data[0] == &r.pending[0]:
+		if r.p != nil {
+			r.p.pending = nil
+		}
+	case r.p != nil && len(r.p.pending) > 0 && &data[0] == &r.p.pending[0]:
 		// nothing consumed from pending: keep it as it is
 	default:
-		// Keep the tail. copy handles data aliasing r.pending.
-		if cap(r.pending) < len(data) {
-			r.pending = make([]byte, len(data), max(len(data), 512))
+		// Keep the tail. copy handles data aliasing pending.
+		p := r.state()
+		if cap(p.pending) < len(data) {
+			p.pending = make([]byte, len(data), max(len(data), 512))
 		} else {
-			r.pending = r.pending[:len(data)]
+			p.pending = p.pending[:len(data)]
 		}
-		copy(r.pending, data)
+		copy(p.pending, data)
 	}
 	return nil
 }
@@ -117,7 +146,11 @@ func (r *Reader) frame(data []byte, h Handler) (int, error) {
 		if op != OpContinuation && r.msgOp != 0 {
 			return 0, ErrExpectedCont
 		}
-		if r.MaxMessageSize > 0 && length > uint64(r.MaxMessageSize-len(r.msg)) {
+		held := 0
+		if r.p != nil {
+			held = len(r.p.msg)
+		}
+		if r.MaxMessageSize > 0 && length > uint64(r.MaxMessageSize-held) {
 			return 0, ErrTooBig
 		}
 	}
@@ -142,10 +175,11 @@ func (r *Reader) frame(data []byte, h Handler) (int, error) {
 		if op != OpContinuation {
 			r.msgOp = op
 		}
-		r.msg = append(r.msg, payload...)
+		p := r.state()
+		p.msg = append(p.msg, payload...)
 		if fin {
-			op, msg := r.msgOp, r.msg
-			r.msgOp, r.msg = 0, nil
+			op, msg := r.msgOp, p.msg
+			r.msgOp, p.msg = 0, nil
 			if err := r.message(op, msg, h); err != nil {
 				return 0, err
 			}

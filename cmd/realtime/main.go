@@ -1,0 +1,54 @@
+// Command realtime is the realtime server: the WebSocket endpoint at /ws (and
+// optionally a raw-TCP WebSocket listener), /healthz and /debug/stats. A
+// single pod needs no Redis. `make run` starts it; SIGINT or SIGTERM shut it
+// down gracefully (every client gets close 1001).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/realtimehub/realtime/internal/server"
+)
+
+func main() {
+	var (
+		opts    server.Options
+		verbose bool
+	)
+	flag.StringVar(&opts.Addr, "addr", envOr("REALTIME_ADDR", "127.0.0.1:8080"), "HTTP listen address (/ws, /healthz, /debug/stats)")
+	flag.StringVar(&opts.RawAddr, "raw-addr", os.Getenv("REALTIME_RAW_ADDR"), "optional raw-TCP WebSocket listen address (zero-copy upgrade)")
+	flag.StringVar(&opts.Handler.PodID, "pod-id", os.Getenv("REALTIME_POD_ID"), "pod ID prefixing connection IDs (default random)")
+	flag.IntVar(&opts.Shards, "shards", 0, "hub lock stripes (default 8×GOMAXPROCS)")
+	flag.Float64Var(&opts.Handler.RateLimit, "rate-limit", 0, "messages per second per connection (default 50; negative: off)")
+	flag.IntVar(&opts.Handler.SendQueueSize, "send-queue", 0, "frames queued per connection before it counts as slow (default 256)")
+	flag.IntVar(&opts.Handler.MaxRoomsPerConn, "max-rooms", 0, "rooms per connection (default 100)")
+	flag.BoolVar(&opts.Handler.DisableJoinLeaveEvents, "no-join-events", false, "do not send join/leave events to rooms")
+	flag.BoolVar(&opts.InsecureDevAuth, "insecure-dev-auth", false, "INSECURE: take the user ID from ?user= (demo and load tests only)")
+	flag.BoolVar(&verbose, "v", false, "debug logging")
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := server.Run(ctx, opts, logger, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "realtime:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,109 @@
+// Package server wires the realtime library into a runnable server: the hub,
+// the handler's two doors, /healthz and /debug/stats. cmd/realtime and the
+// load test's server processes both run it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/realtimehub/realtime"
+	"github.com/realtimehub/realtime/internal/debugstats"
+)
+
+// Options configures Run. The zero value serves on 127.0.0.1:8080.
+type Options struct {
+	// Addr is the HTTP address (/ws, /healthz, /debug/stats). Default
+	// 127.0.0.1:8080.
+	Addr string
+	// RawAddr, if set, is a raw-TCP WebSocket listener (Handler.Serve).
+	RawAddr string
+	// Shards sets the hub's lock stripes (0: default).
+	Shards int
+	// Handler is the handler configuration.
+	Handler realtime.HandlerConfig
+	// InsecureDevAuth takes the user ID from ?user= (demo and tests only).
+	InsecureDevAuth bool
+	// Pprof serves net/http/pprof under /debug/pprof/ (profiling only).
+	Pprof bool
+}
+
+// Run serves until ctx ends, then shuts down gracefully: every WebSocket gets
+// close 1001 and its queued frames are flushed. ready, if not nil, is called
+// once the listeners are open.
+func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) error {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:8080"
+	}
+	var hubOpts []realtime.HubOption
+	if opts.Shards > 0 {
+		hubOpts = append(hubOpts, realtime.WithShards(opts.Shards))
+	}
+	hub := realtime.NewHub(logger, hubOpts...)
+	cfg := opts.Handler
+	if opts.InsecureDevAuth {
+		logger.Warn("INSECURE dev auth: any client can pick its user ID with ?user=")
+		cfg.Authenticate = func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil }
+	}
+	handler := realtime.NewHandler(hub, logger, cfg)
+
+	mux := http.NewServeMux()
+	mux.Handle("/ws", handler.Routes())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.Handle("/debug/stats", debugstats.Handler(hub.ConnectionCount))
+	if opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", opts.Addr, err)
+	}
+	var rawLn net.Listener
+	if opts.RawAddr != "" {
+		if rawLn, err = net.Listen("tcp", opts.RawAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen %s: %w", opts.RawAddr, err)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hubDone := make(chan struct{})
+	go func() { hub.Run(ctx); close(hubDone) }()
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	if rawLn != nil {
+		go func() { errc <- handler.Serve(rawLn) }()
+	}
+	logger.Info("realtime listening", "addr", ln.Addr().String(), "raw_addr", opts.RawAddr, "pod", handler.Config().PodID)
+	if ready != nil {
+		ready()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, realtime.ErrHandlerClosed) {
+			runErr = err
+		}
+	}
+	logger.Info("shutting down")
+	cancel()
+	<-hubDone // the hub's Run shuts the handler down: 1001 to every client
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}

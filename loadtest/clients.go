@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// histogram counts latencies in buckets 5% wide, from 1 µs to about 20 min,
+// sharded so that thousands of reader goroutines do not contend on one line.
+type histogram struct {
+	shards [64]struct {
+		b [histBuckets]atomic.Uint64
+		_ [64]byte
+	}
+}
+
+const histBuckets = 430
+
+var logBase = math.Log(1.05)
+
+func bucketOf(d time.Duration) int {
+	us := float64(d) / float64(time.Microsecond)
+	if us < 1 {
+		return 0
+	}
+	return min(int(math.Log(us)/logBase)+1, histBuckets-1)
+}
+
+func bucketUpper(i int) time.Duration {
+	return time.Duration(math.Pow(1.05, float64(i)) * float64(time.Microsecond))
+}
+
+func (h *histogram) add(shard int, d time.Duration) { h.shards[shard%64].b[bucketOf(d)].Add(1) }
+
+// merged returns the total count per bucket.
+func (h *histogram) merged() []uint64 {
+	out := make([]uint64, histBuckets)
+	for s := range h.shards {
+		for i := range out {
+			out[i] += h.shards[s].b[i].Load()
+		}
+	}
+	return out
+}
+
+// quantile returns the upper bound of the bucket holding quantile q.
+func quantile(buckets []uint64, q float64) time.Duration {
+	var total uint64
+	for _, n := range buckets {
+		total += n
+	}
+	if total == 0 {
+		return 0
+	}
+	target := uint64(math.Ceil(q * float64(total)))
+	var seen uint64
+	for i, n := range buckets {
+		seen += n
+		if seen >= target {
+			return bucketUpper(i)
+		}
+	}
+	return bucketUpper(len(buckets) - 1)
+}
+
+// fleet is the load generator's connections.
+type fleet struct {
+	conns    []*websocket.Conn
+	acks     atomic.Int64 // join acknowledgements seen
+	received atomic.Int64 // chat messages seen
+	perConn  []atomic.Int32
+	hist     histogram
+	maxLat   atomic.Int64
+	wg       sync.WaitGroup
+}
+
+// dialer spreads source addresses over 127.0.0.1-127.0.0.250, so that one
+// address's ephemeral ports never run out.
+func dialer(i int) *websocket.Dialer {
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%250))}
+	nd := &net.Dialer{LocalAddr: local, Timeout: 10 * time.Second}
+	return &websocket.Dialer{
+		NetDialContext:   nd.DialContext,
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   1024,
+		WriteBufferSize:  512,
+	}
+}
+
+var tKey = []byte(`"t":`)
+
+// read counts what arrives on conn i: join acks and chat messages, whose
+// latency is now minus the send time they carry.
+func (f *fleet) read(i int, c *websocket.Conn) {
+	defer f.wg.Done()
+	for {
+		_, b, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		switch {
+		case bytes.Contains(b, []byte(`"type":"join"`)):
+			f.acks.Add(1)
+		case bytes.Contains(b, []byte(`"type":"chat"`)):
+			now := time.Now().UnixNano()
+			f.received.Add(1)
+			f.perConn[i].Add(1)
+			if j := bytes.Index(b, tKey); j >= 0 {
+				rest := b[j+len(tKey):]
+				k := 0
+				for k < len(rest) && rest[k] >= '0' && rest[k] <= '9' {
+					k++
+				}
+				if sent, err := strconv.ParseInt(string(rest[:k]), 10, 64); err == nil {
+					d := time.Duration(now - sent)
+					f.hist.add(i, d)
+					for {
+						m := f.maxLat.Load()
+						if int64(d) <= m || f.maxLat.CompareAndSwap(m, int64(d)) {
+							break
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// ramp opens n connections to url, each joining room, with a live progress
+// line. It returns the connect rate.
+func (f *fleet) ramp(ctx context.Context, url, room string, n, concurrency int, progress func(done int)) (float64, error) {
+	f.conns = make([]*websocket.Conn, n)
+	f.perConn = make([]atomic.Int32, n)
+	start := time.Now()
+	var next atomic.Int64
+	var done atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	join := fmt.Appendf(nil, `{"type":"join","room":%q}`, room)
+	for range concurrency {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				c, _, err := dialer(i).DialContext(ctx, url, nil)
+				if err == nil {
+					err = c.WriteMessage(websocket.TextMessage, join)
+				}
+				if err != nil {
+					errOnce.Do(func() { firstErr = fmt.Errorf("connection %d: %w", i, err) })
+					return
+				}
+				f.conns[i] = c
+				f.wg.Add(1)
+				go f.read(i, c)
+				if d := int(done.Add(1)); d%500 == 0 || d == n {
+					progress(d)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// close closes every connection and waits for the readers.
+func (f *fleet) close() {
+	for _, c := range f.conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+	f.wg.Wait()
+}

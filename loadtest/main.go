@@ -1,0 +1,234 @@
+// Command loadtest measures WebSocket servers with real sockets on loopback:
+// connections, connect rate, server RSS and heap per idle connection,
+// goroutines, fan-out deliveries per second, latency, lost messages and
+// server CPU per delivery. It starts each server as a process of its own
+// (ours through either door, and the classic gorilla hub as the baseline) so
+// that every figure is measured in the same run, side by side.
+//
+//	go run ./loadtest -conns 10000 -targets realtime-http,realtime-raw,baseline
+//
+// Every phase is bounded in time, and the run stops by itself.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// result is one target's figures.
+type result struct {
+	Target          string   `json:"target"`
+	Conns           int      `json:"connections"`
+	ConnectRate     float64  `json:"connect_rate_per_s"`
+	RSSPerConn      float64  `json:"rss_bytes_per_conn"`
+	RSSPerConnGC    float64  `json:"rss_bytes_per_conn_after_gc"`
+	HeapPerConn     float64  `json:"heap_bytes_per_conn"`
+	GoroutinesAdded int      `json:"goroutines_added"`
+	Messages        int      `json:"messages"`
+	Deliveries      int64    `json:"deliveries"`
+	Lost            int64    `json:"lost"`
+	DeliveriesPerS  float64  `json:"deliveries_per_s"`
+	CPUPerDelivery  float64  `json:"server_cpu_ns_per_delivery"`
+	P50, P99, Max   float64  `json:"-"`
+	P50ms           float64  `json:"latency_p50_ms"`
+	P99ms           float64  `json:"latency_p99_ms"`
+	MaxMs           float64  `json:"latency_max_ms"`
+	Latency         []uint64 `json:"latency_buckets_5pct_from_1us"`
+}
+
+func main() {
+	var (
+		serveImpl = flag.String("serve", "", "(internal) run as the server process: realtime or baseline")
+		addr      = flag.String("addr", "", "(internal) server HTTP address")
+		rawAddr   = flag.String("raw-addr", "", "(internal) server raw-door address")
+
+		conns    = flag.Int("conns", 10000, "connections per target (one process holds at most ~19,900)")
+		targets  = flag.String("targets", "realtime-http,realtime-raw,baseline", "comma-separated: realtime-http, realtime-raw, baseline")
+		msgs     = flag.Int("msgs", 100, "fan-out messages published to the room")
+		rate     = flag.Float64("rate", 10, "fan-out messages per second")
+		settle   = flag.Duration("settle", 3*time.Second, "idle time before memory is read")
+		conc     = flag.Int("dial-concurrency", 64, "connections opened at once while ramping")
+		outDir   = flag.String("out", "out/loadtest", "directory for the JSON report and server logs")
+		deadline = flag.Duration("timeout", 10*time.Minute, "the whole run stops after this")
+	)
+	flag.Parse()
+	if *serveImpl != "" {
+		if err := serve(*serveImpl, *addr, *rawAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "serve:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := os.MkdirAll(*outDir, 0o755); err != nil {
+		fail(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *deadline)
+	defer cancel()
+	var results []result
+	for _, target := range strings.Split(*targets, ",") {
+		r, err := runTarget(ctx, strings.TrimSpace(target), *conns, *msgs, *rate, *settle, *conc, *outDir)
+		if err != nil {
+			fail(fmt.Errorf("%s: %w", target, err))
+		}
+		results = append(results, r)
+	}
+	printTable(results)
+	b, _ := json.MarshalIndent(results, "", "  ")
+	path := filepath.Join(*outDir, "report.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		fail(err)
+	}
+	fmt.Println("report:", path)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "loadtest:", err)
+	os.Exit(1)
+}
+
+func runTarget(ctx context.Context, target string, n, msgs int, rate float64, settle time.Duration, conc int, outDir string) (result, error) {
+	impl, door, _ := strings.Cut(target, "-")
+	if impl == "baseline" {
+		door = "http"
+	}
+	r := result{Target: target, Conns: n, Messages: msgs}
+	p, err := startServer(impl, door, filepath.Join(outDir, target+".log"))
+	if err != nil {
+		return r, err
+	}
+	defer p.stop()
+
+	// Warm up (engine, pools) with one connection, then take the baseline.
+	warm, _, err := dialer(0).DialContext(ctx, p.wsURL, nil)
+	if err != nil {
+		return r, fmt.Errorf("warm-up dial: %w", err)
+	}
+	warm.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"warm"}`))
+	time.Sleep(time.Second)
+	rss0, _ := p.rss()
+	st0, _ := p.stats(false)
+	p.stats(true)
+	rss0gc, _ := p.rss()
+
+	var f fleet
+	fmt.Fprintf(os.Stderr, "%s: ramping %d connections\n", target, n)
+	start := time.Now()
+	r.ConnectRate, err = f.ramp(ctx, p.wsURL, "big", n, conc, func(done int) {
+		fmt.Fprintf(os.Stderr, "\r%s: %6d/%d connected  %5.0f/s", target, done, n, float64(done)/time.Since(start).Seconds())
+	})
+	fmt.Fprintln(os.Stderr)
+	defer f.close()
+	if err != nil {
+		return r, err
+	}
+	// Joined: ours acknowledges each join; the baseline does not, so wait
+	// for its connection count and give the joins a moment.
+	waitUntil(ctx, 60*time.Second, func() bool {
+		if impl == "realtime" {
+			return f.acks.Load() >= int64(n)
+		}
+		s, err := p.stats(false)
+		return err == nil && s.Connections >= n
+	})
+	time.Sleep(settle)
+	rss1, _ := p.rss()
+	st1, _ := p.stats(false)
+	p.stats(true)
+	rss1gc, _ := p.rss()
+	r.RSSPerConn = float64(rss1-rss0) / float64(n)
+	r.RSSPerConnGC = float64(rss1gc-rss0gc) / float64(n)
+	r.HeapPerConn = float64(int64(st1.HeapInuse)-int64(st0.HeapInuse)) / float64(n)
+	r.GoroutinesAdded = st1.Goroutines - st0.Goroutines
+	fmt.Fprintf(os.Stderr, "%s: idle: %.0f B RSS/conn (%.0f after GC), %.0f B heap/conn, %d goroutines added\n",
+		target, r.RSSPerConn, r.RSSPerConnGC, r.HeapPerConn, r.GoroutinesAdded)
+
+	// Fan-out: conn 0 publishes msgs messages at rate; everyone (itself
+	// included) should get each one.
+	want := int64(msgs) * int64(n)
+	cpu0, _ := p.cpu()
+	t0 := time.Now()
+	if path := os.Getenv("LOADTEST_PPROF"); path != "" && impl == "realtime" {
+		go profile(p.httpURL, filepath.Join(outDir, target+"-"+path), time.Duration(float64(msgs)/rate*float64(time.Second)))
+	}
+	pub := f.conns[0]
+	interval := time.Duration(float64(time.Second) / rate)
+	for i := range msgs {
+		if ctx.Err() != nil {
+			break
+		}
+		frame := fmt.Sprintf(`{"type":"chat","room":"big","data":{"seq":%d,"t":%d}}`, i, time.Now().UnixNano())
+		if err := pub.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+			return r, fmt.Errorf("publish: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "\r%s: published %d/%d, delivered %d/%d", target, i+1, msgs, f.received.Load(), want)
+		time.Sleep(time.Until(t0.Add(time.Duration(i+1) * interval)))
+	}
+	waitUntil(ctx, 60*time.Second, func() bool {
+		fmt.Fprintf(os.Stderr, "\r%s: published %d/%d, delivered %d/%d", target, msgs, msgs, f.received.Load(), want)
+		return f.received.Load() >= want
+	})
+	fmt.Fprintln(os.Stderr)
+	elapsed := time.Since(t0)
+	cpu1, _ := p.cpu()
+	r.Deliveries = f.received.Load()
+	r.Lost = want - r.Deliveries
+	r.DeliveriesPerS = float64(r.Deliveries) / elapsed.Seconds()
+	if r.Deliveries > 0 {
+		r.CPUPerDelivery = float64(cpu1-cpu0) / float64(r.Deliveries)
+	}
+	r.Latency = f.hist.merged()
+	r.P50ms = ms(quantile(r.Latency, 0.50))
+	r.P99ms = ms(quantile(r.Latency, 0.99))
+	r.MaxMs = ms(time.Duration(f.maxLat.Load()))
+	return r, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// waitUntil polls cond every 100 ms until it holds, ctx ends, or limit passes.
+func waitUntil(ctx context.Context, limit time.Duration, cond func() bool) bool {
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		if cond() {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return cond()
+}
+
+func printTable(rs []result) {
+	fmt.Println()
+	fmt.Println("| target | conns | connect/s | RSS B/conn | RSS B/conn after GC | heap B/conn | goroutines added | deliveries/s | lost | server CPU ns/delivery | p50 ms | p99 ms | max ms |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range rs {
+		fmt.Printf("| %s | %d | %.0f | %.0f | %.0f | %.0f | %d | %.0f | %d | %.0f | %.1f | %.1f | %.1f |\n",
+			r.Target, r.Conns, r.ConnectRate, r.RSSPerConn, r.RSSPerConnGC, r.HeapPerConn, r.GoroutinesAdded,
+			r.DeliveriesPerS, r.Lost, r.CPUPerDelivery, r.P50ms, r.P99ms, r.MaxMs)
+	}
+}
+
+// profile saves a CPU profile of the server for d (LOADTEST_PPROF=name).
+func profile(base, path string, d time.Duration) {
+	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, max(1, int(d.Seconds()))))
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/realtimehub/realtime"
+	"github.com/realtimehub/realtime/internal/baseline"
+	"github.com/realtimehub/realtime/internal/debugstats"
+	"github.com/realtimehub/realtime/internal/server"
+)
+
+// serve is the server-process mode: the load test starts itself with -serve
+// so that the server it measures is a process of its own (its RSS and CPU
+// are read from /proc, apart from the load generator's).
+func serve(impl, addr, rawAddr string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	switch impl {
+	case "realtime":
+		return server.Run(ctx, server.Options{
+			Addr:    addr,
+			RawAddr: rawAddr,
+			Handler: realtime.HandlerConfig{
+				RateLimit:              -1,   // the publisher sends as fast as asked
+				DisableJoinLeaveEvents: true, // one big room: no N² join events
+				SendQueueSize:          1024,
+			},
+			Pprof: os.Getenv("LOADTEST_PPROF") != "",
+		}, logger, nil)
+	case "baseline":
+		hub := baseline.New(logger)
+		mux := http.NewServeMux()
+		mux.Handle("/ws", hub)
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+		mux.Handle("/debug/stats", debugstats.Handler(hub.Connections))
+		srv := &http.Server{Addr: addr, Handler: mux}
+		go func() { <-ctx.Done(); srv.Close() }()
+		if err := srv.ListenAndServe(); err != http.ErrServerClosed {
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown -serve %q", impl)
+}
+
+// serverProc is a server process the load test started.
+type serverProc struct {
+	impl    string
+	cmd     *exec.Cmd
+	httpURL string // http://addr
+	wsURL   string // the WebSocket URL clients dial
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// startServer starts `self -serve impl` and waits for /healthz. door is
+// "http" or "raw" (ours only).
+func startServer(impl, door string, logPath string) (*serverProc, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-serve", impl, "-addr", addr}
+	wsURL := "ws://" + addr + "/ws"
+	if door == "raw" {
+		raw, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-raw-addr", raw)
+		wsURL = "ws://" + raw + "/ws"
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, args...)
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s server: %w", impl, err)
+	}
+	p := &serverProc{impl: impl, cmd: cmd, httpURL: "http://" + addr, wsURL: wsURL}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(p.httpURL + "/healthz"); err == nil {
+			resp.Body.Close()
+			return p, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.stop()
+	return nil, fmt.Errorf("%s server did not become healthy (log: %s)", impl, logPath)
+}
+
+// stop sends SIGTERM and waits up to 15 s, then kills. Only our own child.
+func (p *serverProc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// rss returns the process's resident set size in bytes (VmRSS).
+func (p *serverProc) rss() (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", p.cmd.Process.Pid)
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux).
+const clockTick = 100
+
+// cpu returns the process's user+system CPU time.
+func (p *serverProc) cpu() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: count from the last ')'.
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat", p.cmd.Process.Pid)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTick, nil
+}
+
+// stats reads /debug/stats; gc first collects and returns memory to the OS.
+func (p *serverProc) stats(gc bool) (debugstats.Stats, error) {
+	url := p.httpURL + "/debug/stats"
+	if gc {
+		url += "?gc=1"
+	}
+	var s debugstats.Stats
+	resp, err := http.Get(url)
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
