@@ -1,8 +1,10 @@
 package realtime
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/realtimehub/realtime/internal/wsframe"
 )
@@ -30,14 +32,31 @@ type FrameSender interface {
 }
 
 // NewFrame encodes msg to JSON and wraps it in a single unmasked WebSocket text
-// frame, as a server sends it.
+// frame, as a server sends it. The JSON is what json.Marshal produces.
 func NewFrame(msg *Message) (*Frame, error) {
-	payload, err := json.Marshal(msg)
-	if err != nil {
+	e := encoders.Get().(*encoder)
+	defer encoders.Put(e)
+	e.buf.Reset()
+	if err := e.enc.Encode(msg); err != nil {
 		return nil, fmt.Errorf("encode %q message: %w", msg.Type, err)
 	}
+	payload := e.buf.Bytes()
+	payload = payload[:len(payload)-1] // Encode's trailing newline
 	return newTextFrame(msg, payload), nil
 }
+
+// encoder is a reusable JSON encoder with its buffer: encoding a frame then
+// costs the frame's own allocation, not json.Marshal's copy as well.
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	return e
+}}
 
 // newTextFrame builds a final, unmasked text frame (RFC 6455 §5.2) around
 // payload, with the header in the same allocation so one write sends it all.

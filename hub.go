@@ -325,21 +325,29 @@ func (h *ShardedHub) SendTo(connID string, msg *Message) bool {
 	if msg == nil {
 		return false
 	}
-	ok := h.reg.Do(connID, func(fs FrameSender) bool {
-		if a, ok := fs.(*sendAdapter); ok {
-			return a.Send(msg) // no need to encode for a Connection that does it itself
-		}
-		f, err := NewFrame(msg)
-		if err != nil {
-			h.logger.Error("realtime: send to", "conn", connID, "type", msg.Type, "err", err)
-			return false
-		}
-		return fs.SendFrame(f)
-	})
+	ok := shard.DoWith(h.reg, connID, sendToArgs{h, msg}, sendTo)
 	if ok {
 		h.stats.delivered.Add(1)
 	}
 	return ok
+}
+
+type sendToArgs struct {
+	h   *ShardedHub
+	msg *Message
+}
+
+// sendTo is SendTo's step under the registry's read lock.
+func sendTo(fs FrameSender, a sendToArgs) bool {
+	if ad, ok := fs.(*sendAdapter); ok {
+		return ad.Send(a.msg) // no need to encode for a Connection that does it itself
+	}
+	f, err := NewFrame(a.msg)
+	if err != nil {
+		a.h.logger.Error("realtime: send to", "conn", fs.ID(), "type", a.msg.Type, "err", err)
+		return false
+	}
+	return fs.SendFrame(f)
 }
 
 // ConnectionCount returns the number of registered connections.

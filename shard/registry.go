@@ -219,6 +219,19 @@ func (r *Registry[C]) Do(id string, fn func(C) bool) bool {
 	return fn(e.conn)
 }
 
+// DoWith is Do for a function that takes an argument, so that callers on a
+// hot path can pass a static function and allocate no closure.
+func DoWith[C, A any](r *Registry[C], id string, arg A, fn func(C, A) bool) bool {
+	sh := r.connShard(id)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	e, ok := sh.byID[id]
+	if !ok {
+		return false
+	}
+	return fn(e.conn, arg)
+}
+
 func (r *Registry[C]) lookup(id string) *entry[C] {
 	sh := r.connShard(id)
 	sh.mu.RLock()
