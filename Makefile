@@ -32,10 +32,11 @@ run:
 CONNS ?= 10000
 MSGS  ?= 100
 RATE  ?= 25
+REPEAT ?= 3
 loadtest:
 	@mkdir -p $(OUT)
 	$(GO) build -o $(OUT)/loadtest ./loadtest
-	$(OUT)/loadtest -conns $(CONNS) -msgs $(MSGS) -rate $(RATE) -out $(OUT)/loadtest $(ARGS)
+	$(OUT)/loadtest -conns $(CONNS) -msgs $(MSGS) -rate $(RATE) -repeat $(REPEAT) -out $(OUT)/loadtest $(ARGS)
 
 ## vet: go vet and a gofmt check.
 vet:

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -44,6 +45,7 @@ type result struct {
 	P99ms           float64  `json:"latency_p99_ms"`
 	MaxMs           float64  `json:"latency_max_ms"`
 	Latency         []uint64 `json:"latency_buckets_5pct_from_1us"`
+	Runs            int      `json:"runs"`
 }
 
 func main() {
@@ -59,7 +61,8 @@ func main() {
 		settle   = flag.Duration("settle", 3*time.Second, "idle time before memory is read")
 		conc     = flag.Int("dial-concurrency", 64, "connections opened at once while ramping")
 		outDir   = flag.String("out", "out/loadtest", "directory for the JSON report and server logs")
-		deadline = flag.Duration("timeout", 10*time.Minute, "the whole run stops after this")
+		deadline = flag.Duration("timeout", 30*time.Minute, "the whole run stops after this")
+		repeat   = flag.Int("repeat", 1, "runs per target (interleaved across targets); figures are medians")
 	)
 	flag.Parse()
 	if *serveImpl != "" {
@@ -74,13 +77,21 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *deadline)
 	defer cancel()
-	var results []result
-	for _, target := range strings.Split(*targets, ",") {
-		r, err := runTarget(ctx, strings.TrimSpace(target), *conns, *msgs, *rate, *settle, *conc, *outDir)
-		if err != nil {
-			fail(fmt.Errorf("%s: %w", target, err))
+	names := strings.Split(*targets, ",")
+	runs := make([][]result, len(names))
+	for rep := range max(*repeat, 1) {
+		for i, target := range names {
+			fmt.Fprintf(os.Stderr, "== run %d/%d: %s\n", rep+1, *repeat, target)
+			r, err := runTarget(ctx, strings.TrimSpace(target), *conns, *msgs, *rate, *settle, *conc, *outDir)
+			if err != nil {
+				fail(fmt.Errorf("%s: %w", target, err))
+			}
+			runs[i] = append(runs[i], r)
 		}
-		results = append(results, r)
+	}
+	var results []result
+	for _, rs := range runs {
+		results = append(results, medianResult(rs))
 	}
 	printTable(results)
 	b, _ := json.MarshalIndent(results, "", "  ")
@@ -209,12 +220,21 @@ func waitUntil(ctx context.Context, limit time.Duration, cond func() bool) bool 
 
 func printTable(rs []result) {
 	fmt.Println()
-	fmt.Println("| target | conns | connect/s | RSS B/conn | RSS B/conn after GC | heap B/conn | goroutines added | deliveries/s | lost | server CPU ns/delivery | p50 ms | p99 ms | max ms |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Println("| target | conns | runs | connect/s | RSS B/conn | RSS B/conn after GC | heap B/conn | goroutines added | deliveries/s | lost | server CPU ns/delivery | p50 ms | p99 ms | max ms |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range rs {
-		fmt.Printf("| %s | %d | %.0f | %.0f | %.0f | %.0f | %d | %.0f | %d | %.0f | %.1f | %.1f | %.1f |\n",
-			r.Target, r.Conns, r.ConnectRate, r.RSSPerConn, r.RSSPerConnGC, r.HeapPerConn, r.GoroutinesAdded,
+		fmt.Printf("| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %d | %.0f | %d | %.0f | %.1f | %.1f | %.1f |\n",
+			r.Target, r.Conns, r.Runs, r.ConnectRate, r.RSSPerConn, r.RSSPerConnGC, r.HeapPerConn, r.GoroutinesAdded,
 			r.DeliveriesPerS, r.Lost, r.CPUPerDelivery, r.P50ms, r.P99ms, r.MaxMs)
+	}
+	if len(rs) > 1 {
+		base := rs[len(rs)-1]
+		fmt.Printf("\nratios to %s (same run): ", base.Target)
+		for _, r := range rs[:len(rs)-1] {
+			fmt.Printf("%s: RSS/conn %.3f×, CPU/delivery %.2f×, deliveries/s %.2f×;  ", r.Target,
+				r.RSSPerConnGC/base.RSSPerConnGC, r.CPUPerDelivery/base.CPUPerDelivery, r.DeliveriesPerS/base.DeliveriesPerS)
+		}
+		fmt.Println()
 	}
 }
 
@@ -231,4 +251,45 @@ func profile(base, path string, d time.Duration) {
 	}
 	defer f.Close()
 	io.Copy(f, resp.Body)
+}
+
+// medianResult returns the median of each figure over runs of one target
+// (the latency histogram is the merged one).
+func medianResult(rs []result) result {
+	m := rs[0]
+	med := func(get func(r result) float64) float64 {
+		xs := make([]float64, len(rs))
+		for i, r := range rs {
+			xs[i] = get(r)
+		}
+		sort.Float64s(xs)
+		if n := len(xs); n%2 == 1 {
+			return xs[n/2]
+		} else {
+			return (xs[n/2-1] + xs[n/2]) / 2
+		}
+	}
+	m.Runs = len(rs)
+	m.ConnectRate = med(func(r result) float64 { return r.ConnectRate })
+	m.RSSPerConn = med(func(r result) float64 { return r.RSSPerConn })
+	m.RSSPerConnGC = med(func(r result) float64 { return r.RSSPerConnGC })
+	m.HeapPerConn = med(func(r result) float64 { return r.HeapPerConn })
+	m.GoroutinesAdded = int(med(func(r result) float64 { return float64(r.GoroutinesAdded) }))
+	m.Deliveries = int64(med(func(r result) float64 { return float64(r.Deliveries) }))
+	m.Lost = 0
+	for _, r := range rs {
+		m.Lost += r.Lost // losses are summed, never hidden by a median
+	}
+	m.DeliveriesPerS = med(func(r result) float64 { return r.DeliveriesPerS })
+	m.CPUPerDelivery = med(func(r result) float64 { return r.CPUPerDelivery })
+	m.P50ms = med(func(r result) float64 { return r.P50ms })
+	m.P99ms = med(func(r result) float64 { return r.P99ms })
+	m.MaxMs = med(func(r result) float64 { return r.MaxMs })
+	m.Latency = make([]uint64, histBuckets)
+	for _, r := range rs {
+		for i, n := range r.Latency {
+			m.Latency[i] += n
+		}
+	}
+	return m
 }
