@@ -35,8 +35,8 @@ RATE  ?= 25
 REPEAT ?= 3
 loadtest:
 	@mkdir -p $(OUT)
-	$(GO) build -o $(OUT)/loadtest ./loadtest
-	$(OUT)/loadtest -conns $(CONNS) -msgs $(MSGS) -rate $(RATE) -repeat $(REPEAT) -out $(OUT)/loadtest $(ARGS)
+	$(GO) build -o $(OUT)/bin/loadtest ./loadtest
+	$(OUT)/bin/loadtest -conns $(CONNS) -msgs $(MSGS) -rate $(RATE) -repeat $(REPEAT) -out $(OUT)/loadtest $(ARGS)
 
 ## vet: go vet and a gofmt check.
 vet:

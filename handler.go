@@ -132,9 +132,11 @@ func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
 	set(&c.Workers, 8*runtime.GOMAXPROCS(0))
 	set(&c.Pollers, runtime.GOMAXPROCS(0))
 	if c.PodID == "" {
-		var b [4]byte
-		rand.Read(b[:])
-		c.PodID = hex.EncodeToString(b[:])
+		if p, ok := c.Broadcaster.(interface{ PodID() string }); ok {
+			c.PodID = p.PodID() // connection IDs must name the pod the broadcaster routes to
+		} else {
+			c.PodID = randomPodID()
+		}
 	}
 	for _, r := range c.PodID {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
@@ -142,6 +144,12 @@ func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+func randomPodID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Handler upgrades HTTP requests or raw TCP connections to WebSockets, speaks

@@ -261,10 +261,15 @@ func (h *Handler) deliver(c *conn, msg *Message) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	if err := h.cfg.Broadcaster.Publish(ctx, msg); err != nil {
+	err := h.cfg.Broadcaster.Publish(ctx, msg)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNoSuchConnection):
+		h.sendError(c, ErrCodeNotFound, "no connection "+strconv.Quote(msg.To))
+	default:
 		h.stats.publishErrors.Add(1)
 		h.logger.Warn("realtime: publish", "room", msg.Room, "type", msg.Type, "err", err)
-		h.sendError(c, ErrCodePublishFailed, "message not sent: "+err.Error())
+		h.sendError(c, ErrCodePublishFailed, "not delivered to the other pods: "+err.Error())
 	}
 }
 

@@ -37,7 +37,8 @@ type result struct {
 	GoroutinesAdded int      `json:"goroutines_added"`
 	Messages        int      `json:"messages"`
 	Deliveries      int64    `json:"deliveries"`
-	Lost            int64    `json:"lost"`
+	Lost            int64    `json:"lost"`       // messages a connection is missing, summed
+	Duplicates      int64    `json:"duplicates"` // messages a connection got more than once
 	DeliveriesPerS  float64  `json:"deliveries_per_s"`
 	CPUPerDelivery  float64  `json:"server_cpu_ns_per_delivery"`
 	P50, P99, Max   float64  `json:"-"`
@@ -192,7 +193,16 @@ func runTarget(ctx context.Context, target string, n, msgs int, rate float64, se
 	elapsed := time.Since(t0)
 	cpu1, _ := p.cpu()
 	r.Deliveries = f.received.Load()
-	r.Lost = want - r.Deliveries
+	for i := range f.perConn {
+		switch got := int64(f.perConn[i].Load()); {
+		case got < int64(msgs):
+			r.Lost += int64(msgs) - got
+		case got > int64(msgs):
+			r.Duplicates += got - int64(msgs)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%s: %d deliveries, %d lost, %d duplicated, %.0f ns server CPU each\n",
+		target, r.Deliveries, r.Lost, r.Duplicates, float64(cpu1-cpu0)/float64(max(r.Deliveries, 1)))
 	r.DeliveriesPerS = float64(r.Deliveries) / elapsed.Seconds()
 	if r.Deliveries > 0 {
 		r.CPUPerDelivery = float64(cpu1-cpu0) / float64(r.Deliveries)
@@ -220,12 +230,12 @@ func waitUntil(ctx context.Context, limit time.Duration, cond func() bool) bool 
 
 func printTable(rs []result) {
 	fmt.Println()
-	fmt.Println("| target | conns | runs | connect/s | RSS B/conn | RSS B/conn after GC | heap B/conn | goroutines added | deliveries/s | lost | server CPU ns/delivery | p50 ms | p99 ms | max ms |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Println("| target | conns | runs | connect/s | RSS B/conn | RSS B/conn after GC | heap B/conn | goroutines added | deliveries/s | lost (all runs) | dup | server CPU ns/delivery | p50 ms | p99 ms | max ms |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range rs {
-		fmt.Printf("| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %d | %.0f | %d | %.0f | %.1f | %.1f | %.1f |\n",
+		fmt.Printf("| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %d | %.0f | %d | %d | %.0f | %.1f | %.1f | %.1f |\n",
 			r.Target, r.Conns, r.Runs, r.ConnectRate, r.RSSPerConn, r.RSSPerConnGC, r.HeapPerConn, r.GoroutinesAdded,
-			r.DeliveriesPerS, r.Lost, r.CPUPerDelivery, r.P50ms, r.P99ms, r.MaxMs)
+			r.DeliveriesPerS, r.Lost, r.Duplicates, r.CPUPerDelivery, r.P50ms, r.P99ms, r.MaxMs)
 	}
 	if len(rs) > 1 {
 		base := rs[len(rs)-1]
@@ -276,9 +286,10 @@ func medianResult(rs []result) result {
 	m.HeapPerConn = med(func(r result) float64 { return r.HeapPerConn })
 	m.GoroutinesAdded = int(med(func(r result) float64 { return float64(r.GoroutinesAdded) }))
 	m.Deliveries = int64(med(func(r result) float64 { return float64(r.Deliveries) }))
-	m.Lost = 0
+	m.Lost, m.Duplicates = 0, 0
 	for _, r := range rs {
-		m.Lost += r.Lost // losses are summed, never hidden by a median
+		m.Lost += r.Lost // losses are summed over runs, never hidden by a median
+		m.Duplicates += r.Duplicates
 	}
 	m.DeliveriesPerS = med(func(r result) float64 { return r.DeliveriesPerS })
 	m.CPUPerDelivery = med(func(r result) float64 { return r.CPUPerDelivery })

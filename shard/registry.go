@@ -48,6 +48,42 @@ type Registry[C any] struct {
 	stripeSize int
 	count      atomic.Int64
 	roomCount  atomic.Int64
+	roomHooks  atomic.Pointer[[]func(room string, active bool)]
+	hooksMu    sync.Mutex
+}
+
+// OnRoomChange registers fn to be told when a room gets its first member
+// (active) and when its last member leaves. fn runs with the room's shard
+// locked: it must be quick and must not call the registry.
+func (r *Registry[C]) OnRoomChange(fn func(room string, active bool)) {
+	r.hooksMu.Lock()
+	defer r.hooksMu.Unlock()
+	var hooks []func(string, bool)
+	if old := r.roomHooks.Load(); old != nil {
+		hooks = append(hooks, *old...)
+	}
+	hooks = append(hooks, fn)
+	r.roomHooks.Store(&hooks)
+}
+
+func (r *Registry[C]) roomChanged(name string, active bool) {
+	if hooks := r.roomHooks.Load(); hooks != nil {
+		for _, fn := range *hooks {
+			fn(name, active)
+		}
+	}
+}
+
+// EachRoom calls fn with the name of every room that has members.
+func (r *Registry[C]) EachRoom(fn func(room string)) {
+	for i := range r.rooms {
+		sh := &r.rooms[i]
+		sh.mu.RLock()
+		for name := range sh.byKey {
+			fn(name)
+		}
+		sh.mu.RUnlock()
+	}
 }
 
 // entry is one registered connection. Rooms store pointers to it, so that an
@@ -321,6 +357,7 @@ func (r *Registry[C]) addMember(name string, e *entry[C]) {
 		rm = &room[C]{index: make(map[*entry[C]]loc)}
 		sh.byKey[name] = rm
 		r.roomCount.Add(1)
+		r.roomChanged(name, true)
 	}
 	si := r.freeStripe(rm)
 	st := rm.stripes[si]
@@ -380,6 +417,7 @@ func (r *Registry[C]) removeMember(name string, e *entry[C]) {
 	if rm.size == 0 {
 		delete(sh.byKey, name)
 		r.roomCount.Add(-1)
+		r.roomChanged(name, false)
 	}
 }
 

@@ -1,0 +1,150 @@
+// Package redistest starts real redis-server processes on free loopback
+// ports for tests: a single server that can be killed and restarted on the
+// same port, and a Redis Cluster of several masters. It never skips: if
+// redis-server is missing the test fails with the command that installs it.
+package redistest
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+const installHint = "redis-server is not installed: run `apt-get install -y redis-server` (make test does it when run as root)"
+
+// Server is one redis-server process.
+type Server struct {
+	Addr string
+	port int
+	dir  string
+	args []string
+	cmd  *exec.Cmd
+	t    testing.TB
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Start starts a redis-server on a free port; it is killed when the test ends.
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal(installHint)
+	}
+	port := freePort(t)
+	s := &Server{
+		Addr: "127.0.0.1:" + strconv.Itoa(port), port: port, dir: t.TempDir(), t: t,
+		args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, extra...),
+	}
+	s.start()
+	t.Cleanup(s.Kill)
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command("redis-server", append(s.args, "--dir", s.dir)...)
+	logf, err := os.Create(filepath.Join(s.dir, "redis.log"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond); err == nil {
+			c.Write([]byte("PING\r\n"))
+			buf := make([]byte, 16)
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			n, _ := c.Read(buf)
+			c.Close()
+			if string(buf[:n]) == "+PONG\r\n" {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("redis-server on %s did not answer PING (log in %s)", s.Addr, s.dir)
+}
+
+// Kill stops the server at once (SIGKILL), as a crash would.
+func (s *Server) Kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Restart starts the server again on the same port.
+func (s *Server) Restart() { s.start() }
+
+// Client returns a rueidis client for addrs, closed when the test ends.
+// Retries are on so that the client rides out a restart.
+func Client(t testing.TB, addrs ...string) rueidis.Client {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress:      addrs,
+		DisableCache:     true,
+		Dialer:           net.Dialer{Timeout: time.Second},
+		ConnWriteTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("redis client for %v: %v", addrs, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// StartCluster starts n masters with cluster mode on and joins them with
+// redis-cli --cluster create. It returns their addresses.
+func StartCluster(t testing.TB, n int) []string {
+	t.Helper()
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Fatal(installHint)
+	}
+	var addrs []string
+	for range n {
+		s := Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000", "--cluster-config-file", "nodes.conf")
+		addrs = append(addrs, s.Addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	// Wait until every node agrees that the cluster is up.
+	for _, a := range addrs {
+		host, port, _ := net.SplitHostPort(a)
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			out, _ := exec.CommandContext(ctx, "redis-cli", "-h", host, "-p", port, "cluster", "info").Output()
+			if strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster node %s not ok: %s", a, out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return addrs
+}

@@ -1,0 +1,247 @@
+package realtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/rueidis"
+
+	"github.com/realtimehub/realtime/broadcast"
+)
+
+// RedisBroadcaster is the Broadcaster over Redis sharded pub/sub (package
+// broadcast, rueidis). Publish delivers a message to the local hub at once
+// and sends one envelope to the other pods; Run receives the other pods'
+// envelopes and hands each to the local hub once. A pod's own envelopes are
+// skipped when they come back, so every pod delivers every message exactly
+// once, and local delivery goes on while Redis is away.
+//
+// Rooms map to partitions; a pod listens only to the partitions in which its
+// hub has rooms (with a *ShardedHub; another Hub listens to all). Messages
+// one pod publishes to one room reach every pod in that order. Direct
+// messages go to the pod named by the target connection ID's prefix.
+// Redis pub/sub is at-most-once: what is published while a pod is cut off
+// from Redis does not reach it.
+//
+// All methods may be called concurrently.
+type RedisBroadcaster struct {
+	hub    Hub
+	bus    *broadcast.Bus
+	pod    string
+	logger *slog.Logger
+	seq    atomic.Uint64
+
+	mu      sync.Mutex
+	watched map[string]struct{} // rooms whose partition is watched for them
+
+	delivered, decodeErrors atomic.Uint64
+}
+
+var _ Broadcaster = (*RedisBroadcaster)(nil)
+
+// BroadcasterOption configures a RedisBroadcaster.
+type BroadcasterOption func(*broadcasterOptions)
+
+type broadcasterOptions struct {
+	pod string
+	bus broadcast.Options
+}
+
+// WithPodID sets the pod's ID (letters, digits, '-', '_'), which prefixes its
+// connection and message IDs. A Handler using this broadcaster adopts it when
+// its own PodID is empty. Default: 8 random hex digits.
+func WithPodID(id string) BroadcasterOption { return func(o *broadcasterOptions) { o.pod = id } }
+
+// WithPartitions sets how many partitions rooms are spread over (default
+// 64). Every pod of a deployment must use the same number.
+func WithPartitions(n int) BroadcasterOption {
+	return func(o *broadcasterOptions) { o.bus.Partitions = n }
+}
+
+// WithChannelPrefix sets the prefix of every Redis channel (default "rt"), so
+// that several deployments can share a Redis.
+func WithChannelPrefix(p string) BroadcasterOption {
+	return func(o *broadcasterOptions) { o.bus.Prefix = p }
+}
+
+// ErrNoSuchConnection: a direct message for a connection of this pod that
+// does not exist (or no longer does).
+var ErrNoSuchConnection = errors.New("no such connection")
+
+// NewRedisBroadcaster returns a broadcaster that links hub to the other pods
+// through client, which may be a single Redis or a Redis Cluster (sharded
+// pub/sub needs Redis 7). Create the client with DisableCache: true unless
+// client-side caching is wanted. A nil logger means slog.Default().
+func NewRedisBroadcaster(client rueidis.Client, hub Hub, logger *slog.Logger, opts ...BroadcasterOption) *RedisBroadcaster {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	var o broadcasterOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.pod == "" {
+		o.pod = randomPodID()
+	}
+	o.bus.Logger = logger
+	b := &RedisBroadcaster{hub: hub, pod: o.pod, logger: logger, watched: map[string]struct{}{}}
+	b.bus = broadcast.New(client, o.pod, o.bus, b.receive)
+	b.bus.Watch("") // room "": broadcasts to everyone reach every pod
+	if sh, ok := hub.(*ShardedHub); ok {
+		sh.reg.OnRoomChange(b.roomChanged)
+		sh.reg.EachRoom(func(room string) { b.roomChanged(room, true) })
+	} else {
+		b.bus.WatchAll()
+	}
+	return b
+}
+
+// roomChanged keeps the partitions watched in step with the hub's rooms. It
+// runs under the hub's room lock: Watch and Unwatch only count.
+func (b *RedisBroadcaster) roomChanged(room string, active bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, have := b.watched[room]
+	switch {
+	case active && !have:
+		b.watched[room] = struct{}{}
+		b.bus.Watch(room)
+	case !active && have:
+		delete(b.watched, room)
+		b.bus.Unwatch(room)
+	}
+}
+
+// PodID returns the pod's ID.
+func (b *RedisBroadcaster) PodID() string { return b.pod }
+
+// Publish delivers msg to the local hub and sends it to the other pods. It
+// gives msg an ID if it has none. A direct message (msg.To set) goes only to
+// the pod that owns the connection; for this pod's own connections it
+// returns ErrNoSuchConnection if the connection is not there. An error from
+// Redis is returned (and counted): local members got the message, other pods
+// did not.
+func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
+	if msg == nil {
+		return errors.New("publish: nil message")
+	}
+	if msg.ID == "" {
+		msg.ID = b.pod + "-" + strconv.FormatUint(b.seq.Add(1), 36)
+	}
+	if msg.To != "" {
+		target := podOf(msg.To)
+		if target == b.pod || target == "" {
+			if !b.hub.SendTo(msg.To, msg) {
+				return fmt.Errorf("direct message to %q: %w", msg.To, ErrNoSuchConnection)
+			}
+			return nil
+		}
+		env, err := b.envelope(msg)
+		if err != nil {
+			return err
+		}
+		if err := b.bus.PublishDirect(ctx, target, env); err != nil {
+			return fmt.Errorf("direct message to %q: %w", msg.To, err)
+		}
+		return nil
+	}
+	env, err := b.envelope(msg)
+	if err != nil {
+		return err
+	}
+	b.hub.Broadcast(msg)
+	if err := b.bus.Publish(ctx, msg.Room, env); err != nil {
+		return fmt.Errorf("publish to room %q: %w", msg.Room, err)
+	}
+	return nil
+}
+
+// envelope is "<origin pod>\n<message JSON>".
+func (b *RedisBroadcaster) envelope(msg *Message) ([]byte, error) {
+	data, err := json.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("encode %q message: %w", msg.Type, err)
+	}
+	env := make([]byte, 0, len(b.pod)+1+len(data))
+	env = append(env, b.pod...)
+	env = append(env, '\n')
+	return append(env, data...), nil
+}
+
+// receive hands another pod's envelope to the local hub.
+func (b *RedisBroadcaster) receive(direct bool, env []byte) {
+	origin, data, ok := bytes.Cut(env, []byte{'\n'})
+	if !ok {
+		b.decodeErrors.Add(1)
+		return
+	}
+	if string(origin) == b.pod {
+		return // delivered locally when it was published
+	}
+	var msg Message
+	if err := json.Unmarshal(data, &msg); err != nil {
+		b.decodeErrors.Add(1)
+		b.logger.Warn("realtime: undecodable envelope from Redis", "origin", string(origin), "err", err)
+		return
+	}
+	b.delivered.Add(1)
+	if direct || msg.To != "" {
+		b.hub.SendTo(msg.To, &msg)
+		return
+	}
+	b.hub.Broadcast(&msg)
+}
+
+// Run receives envelopes from the other pods until ctx ends. Subscriptions
+// come back by themselves after Redis returns.
+func (b *RedisBroadcaster) Run(ctx context.Context) error { return b.bus.Run(ctx) }
+
+// Listening reports whether this pod now receives what other pods publish to
+// room (Redis confirmed the subscription to its partition).
+func (b *RedisBroadcaster) Listening(room string) bool { return b.bus.Listening(room) }
+
+// Ready returns nil if the pub/sub link really delivers: a canary this pod
+// sent itself through Redis came back recently. It is what /readyz reports.
+func (b *RedisBroadcaster) Ready() error { return b.bus.Ready() }
+
+// BroadcasterStats are cumulative counters of a RedisBroadcaster.
+type BroadcasterStats struct {
+	// Published and PublishErrors count envelopes sent to Redis or refused.
+	Published, PublishErrors uint64
+	// Received counts envelopes taken from Redis (own ones included);
+	// Delivered those handed to the hub; Dropped those lost because the
+	// hand-off queue was full; DecodeErrors those that could not be read.
+	Received, Delivered, Dropped, DecodeErrors uint64
+	// Subscriptions counts subscriptions Redis confirmed, including
+	// resubscriptions after a reconnect; Partitions is how many partitions
+	// the pod listens to now.
+	Subscriptions uint64
+	Partitions    int
+}
+
+// Stats returns the broadcaster's counters.
+func (b *RedisBroadcaster) Stats() BroadcasterStats {
+	s := b.bus.Stats()
+	return BroadcasterStats{
+		Published: s.Published, PublishErrors: s.PublishErrors,
+		Received: s.Received, Delivered: b.delivered.Load(), Dropped: s.Dropped, DecodeErrors: b.decodeErrors.Load(),
+		Subscriptions: s.Subscriptions, Partitions: s.Partitions,
+	}
+}
+
+// podOf returns the pod prefix of a connection ID ("<pod>.<n>").
+func podOf(connID string) string {
+	pod, _, ok := strings.Cut(connID, ".")
+	if !ok {
+		return ""
+	}
+	return pod
+}

@@ -1,0 +1,206 @@
+package realtime
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/realtimehub/realtime/internal/redistest"
+)
+
+// pod is one server of a deployment: hub, handler and Redis broadcaster.
+type pod struct {
+	name string
+	hub  *ShardedHub
+	rb   *RedisBroadcaster
+	h    *Handler
+	url  string
+	stop func()
+}
+
+func startPod(t *testing.T, name string, client rueidis.Client) *pod {
+	t.Helper()
+	hub := NewHub(quietLogger())
+	rb := NewRedisBroadcaster(client, hub, quietLogger(), WithPodID(name))
+	h := NewHandler(hub, quietLogger(), HandlerConfig{Broadcaster: rb, Authenticate: userAuth, RateLimit: -1})
+	require.Equal(t, name, h.Config().PodID, "the handler adopts the broadcaster's pod ID")
+	ctx, cancel := context.WithCancel(context.Background())
+	hubDone, rbDone := make(chan struct{}), make(chan struct{})
+	go func() { hub.Run(ctx); close(hubDone) }()
+	go func() { rb.Run(ctx); close(rbDone) }()
+	srv := httptest.NewServer(h.Routes())
+	p := &pod{name: name, hub: hub, rb: rb, h: h, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	stopped := false
+	p.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		<-hubDone
+		<-rbDone
+		srv.Close()
+	}
+	t.Cleanup(p.stop)
+	require.Eventually(t, func() bool { return rb.Ready() == nil }, 10*time.Second, 20*time.Millisecond, "pod %s ready", name)
+	return p
+}
+
+// waitListening waits until every pod hears room from the others.
+func waitListening(t *testing.T, room string, pods ...*pod) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, p := range pods {
+			if !p.rb.Listening(room) {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// readChats reads chat messages until "end" and returns their data.
+func readChats(c *client) []string {
+	c.t.Helper()
+	var got []string
+	for {
+		m := c.readType(MessageTypeChat)
+		if string(m.Data) == `"end"` {
+			return got
+		}
+		got = append(got, string(m.Data))
+	}
+}
+
+func crossPodRooms(t *testing.T, clients func(i int) rueidis.Client, n int) {
+	var pods []*pod
+	for i := range n {
+		pods = append(pods, startPod(t, fmt.Sprintf("pod%d", i), clients(i)))
+	}
+	// Two clients on the first pod, one on each other pod, all in "r".
+	var members []*client
+	for i, p := range pods {
+		members = append(members, dial(t, p.url, as(fmt.Sprint("user", i))))
+		if i == 0 {
+			members = append(members, dial(t, p.url, as("user0b")))
+		}
+	}
+	for _, m := range members {
+		m.send(map[string]any{"type": "join", "room": "r"})
+	}
+	waitListening(t, "r", pods...)
+	// Every pod delivers every message exactly once, in publish order.
+	const count = 50
+	sender := members[0]
+	for i := range count {
+		sender.send(map[string]any{"type": "chat", "room": "r", "data": i})
+	}
+	sender.send(map[string]any{"type": "chat", "room": "r", "data": "end"})
+	want := make([]string, count)
+	for i := range want {
+		want[i] = fmt.Sprint(i)
+	}
+	for i, m := range members {
+		assert.Equal(t, want, readChats(m), "member %d", i)
+	}
+
+	// A direct message to a connection on another pod.
+	last := members[len(members)-1]
+	sender.send(map[string]any{"type": "chat", "to": last.id, "data": "psst"})
+	dm := last.readType(MessageTypeChat)
+	assert.Equal(t, `"psst"`, string(dm.Data))
+	assert.Equal(t, sender.id, dm.From)
+	// To a connection that does not exist on the sender's own pod: an error.
+	sender.send(map[string]any{"type": "chat", "to": pods[0].name + ".999999", "data": 1})
+	assert.Equal(t, ErrCodeNotFound, sender.readError())
+
+	// Presence and leave events cross pods: the last member goes, the
+	// first pod's members hear it.
+	last.ws.Close()
+	ev := members[1].readType(MessageTypeLeave)
+	assert.Contains(t, string(ev.Data), fmt.Sprintf(`"user%d"`, n-1))
+	ev = members[1].readType(MessageTypePresence)
+	assert.Contains(t, string(ev.Data), `"offline"`)
+	for _, p := range pods {
+		st := p.rb.Stats()
+		assert.Zero(t, st.Dropped)
+		assert.Zero(t, st.PublishErrors)
+	}
+}
+
+func TestCrossPodTwoPods(t *testing.T) {
+	srv := redistest.Start(t)
+	crossPodRooms(t, func(int) rueidis.Client { return redistest.Client(t, srv.Addr) }, 2)
+}
+
+func TestCrossPodThreePods(t *testing.T) {
+	srv := redistest.Start(t)
+	crossPodRooms(t, func(int) rueidis.Client { return redistest.Client(t, srv.Addr) }, 3)
+}
+
+// The same over a 3-master Redis Cluster: sharded pub/sub, hash-tagged
+// channels, no command across slots.
+func TestCrossPodCluster(t *testing.T) {
+	addrs := redistest.StartCluster(t, 3)
+	crossPodRooms(t, func(i int) rueidis.Client { return redistest.Client(t, addrs[i%len(addrs)]) }, 3)
+}
+
+// Redis killed mid-stream: local delivery goes on, publishes fail with an
+// error to the sender, Ready turns false; when Redis is back, cross-pod
+// delivery resumes by itself and Ready is nil again. Nothing leaks.
+func TestRedisOutage(t *testing.T) {
+	before := runtime.NumGoroutine()
+	srv := redistest.Start(t)
+	a := startPod(t, "a", redistest.Client(t, srv.Addr))
+	b := startPod(t, "b", redistest.Client(t, srv.Addr))
+	a1, a2 := dial(t, a.url, as("a1")), dial(t, a.url, as("a2"))
+	b1 := dial(t, b.url, as("b1"))
+	for _, c := range []*client{a1, a2, b1} {
+		c.send(map[string]any{"type": "join", "room": "r"})
+	}
+	waitListening(t, "r", a, b)
+	a1.send(map[string]any{"type": "chat", "room": "r", "data": "before"})
+	for _, c := range []*client{a2, b1} {
+		assert.Equal(t, `"before"`, string(c.readType(MessageTypeChat).Data))
+	}
+
+	srv.Kill()
+	require.Eventually(t, func() bool { return a.rb.Ready() != nil && b.rb.Ready() != nil }, 10*time.Second, 50*time.Millisecond,
+		"Ready reports the broken link")
+	a1.send(map[string]any{"type": "chat", "room": "r", "data": "during"})
+	assert.Equal(t, `"during"`, string(a2.readType(MessageTypeChat).Data), "local delivery goes on")
+	assert.Equal(t, ErrCodePublishFailed, a1.readError(), "the sender hears the publish failed")
+	assert.GreaterOrEqual(t, a.rb.Stats().PublishErrors, uint64(1))
+	assert.GreaterOrEqual(t, a.h.Stats().PublishErrors, uint64(1))
+
+	srv.Restart()
+	back := time.Now()
+	require.Eventually(t, func() bool { return a.rb.Ready() == nil && b.rb.Ready() == nil }, 15*time.Second, 50*time.Millisecond,
+		"Ready comes back")
+	waitListening(t, "r", a, b)
+	t.Logf("pub/sub delivering again %s after Redis came back", time.Since(back).Round(time.Millisecond))
+	a1.send(map[string]any{"type": "chat", "room": "r", "data": "after"})
+	for {
+		m := b1.readType(MessageTypeChat)
+		if string(m.Data) == `"after"` {
+			break
+		}
+		require.NotEqual(t, `"during"`, string(m.Data), "what could not be published never arrives late")
+	}
+	assert.GreaterOrEqual(t, b.rb.Stats().Subscriptions, uint64(4), "resubscribed after the restart")
+
+	for _, c := range []*client{a1, a2, b1} {
+		c.ws.Close()
+	}
+	a.stop()
+	b.stop()
+	assertNoGoroutineLeak(t, before+8) // rueidis keeps its clients' background goroutines until Close
+}
