@@ -42,7 +42,7 @@ type RedisBroadcaster struct {
 	mu      sync.Mutex
 	watched map[string]struct{} // rooms whose partition is watched for them
 
-	delivered, decodeErrors atomic.Uint64
+	delivered, skipped, decodeErrors atomic.Uint64
 }
 
 var _ Broadcaster = (*RedisBroadcaster)(nil)
@@ -164,27 +164,36 @@ func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
 	return nil
 }
 
-// envelope is "<origin pod>\n<message JSON>".
+// envelope is "<origin pod>\n<room>\n<message JSON>". The room stands
+// outside the JSON so that a pod can drop an envelope for a room it has no
+// member in without decoding it: a partition carries many rooms.
 func (b *RedisBroadcaster) envelope(msg *Message) ([]byte, error) {
 	data, err := json.Marshal(msg)
 	if err != nil {
 		return nil, fmt.Errorf("encode %q message: %w", msg.Type, err)
 	}
-	env := make([]byte, 0, len(b.pod)+1+len(data))
+	env := make([]byte, 0, len(b.pod)+len(msg.Room)+2+len(data))
 	env = append(env, b.pod...)
+	env = append(env, '\n')
+	env = append(env, msg.Room...)
 	env = append(env, '\n')
 	return append(env, data...), nil
 }
 
 // receive hands another pod's envelope to the local hub.
 func (b *RedisBroadcaster) receive(direct bool, env []byte) {
-	origin, data, ok := bytes.Cut(env, []byte{'\n'})
-	if !ok {
+	origin, rest, ok1 := bytes.Cut(env, []byte{'\n'})
+	room, data, ok2 := bytes.Cut(rest, []byte{'\n'})
+	if !ok1 || !ok2 {
 		b.decodeErrors.Add(1)
 		return
 	}
 	if string(origin) == b.pod {
 		return // delivered locally when it was published
+	}
+	if !direct && len(room) > 0 && b.hub.RoomCount(string(room)) == 0 {
+		b.skipped.Add(1) // a room of this partition with no member here
+		return
 	}
 	var msg Message
 	if err := json.Unmarshal(data, &msg); err != nil {
@@ -217,9 +226,10 @@ type BroadcasterStats struct {
 	// Published and PublishErrors count envelopes sent to Redis or refused.
 	Published, PublishErrors uint64
 	// Received counts envelopes taken from Redis (own ones included);
-	// Delivered those handed to the hub; Dropped those lost because the
-	// hand-off queue was full; DecodeErrors those that could not be read.
-	Received, Delivered, Dropped, DecodeErrors uint64
+	// Delivered those handed to the hub; Skipped those for a room with no
+	// member on this pod (partitions carry many rooms); Dropped those lost
+	// because the hand-off queue was full; DecodeErrors those unreadable.
+	Received, Delivered, Skipped, Dropped, DecodeErrors uint64
 	// Subscriptions counts subscriptions Redis confirmed, including
 	// resubscriptions after a reconnect; Partitions is how many partitions
 	// the pod listens to now.
@@ -232,7 +242,7 @@ func (b *RedisBroadcaster) Stats() BroadcasterStats {
 	s := b.bus.Stats()
 	return BroadcasterStats{
 		Published: s.Published, PublishErrors: s.PublishErrors,
-		Received: s.Received, Delivered: b.delivered.Load(), Dropped: s.Dropped, DecodeErrors: b.decodeErrors.Load(),
+		Received: s.Received, Delivered: b.delivered.Load(), Skipped: b.skipped.Load(), Dropped: s.Dropped, DecodeErrors: b.decodeErrors.Load(),
 		Subscriptions: s.Subscriptions, Partitions: s.Partitions,
 	}
 }

@@ -18,10 +18,15 @@ import (
 )
 
 func redisClient(b *testing.B, addr string, disableAutoPipelining bool) rueidis.Client {
+	return redisClientDelay(b, addr, disableAutoPipelining, 0)
+}
+
+func redisClientDelay(b *testing.B, addr string, disableAutoPipelining bool, flushDelay time.Duration) rueidis.Client {
 	c, err := rueidis.NewClient(rueidis.ClientOption{
 		InitAddress:           []string{addr},
 		DisableCache:          true,
 		DisableAutoPipelining: disableAutoPipelining,
+		MaxFlushDelay:         flushDelay,
 		Dialer:                net.Dialer{Timeout: time.Second},
 	})
 	require.NoError(b, err)
@@ -38,9 +43,10 @@ func BenchmarkPublish(b *testing.B) {
 	for _, mode := range []struct {
 		name    string
 		disable bool
-	}{{"hub=sharded", false}, {"hub=naive", true}} { // benchtable pairs: auto-pipelining vs not
-		b.Run("publish/"+mode.name, func(b *testing.B) {
-			bus := broadcast.New(redisClient(b, srv.Addr, mode.disable), "pod1", broadcast.Options{}, func(bool, []byte) {})
+		delay   time.Duration
+	}{{"pipelining=auto", false, 0}, {"pipelining=auto-flushdelay-20us", false, 20 * time.Microsecond}, {"pipelining=off", true, 0}} {
+		b.Run(mode.name, func(b *testing.B) {
+			bus := broadcast.New(redisClientDelay(b, srv.Addr, mode.disable, mode.delay), "pod1", broadcast.Options{}, func(bool, []byte) {})
 			rooms := make([]string, 1000)
 			for i := range rooms {
 				rooms[i] = "room-" + strconv.Itoa(i)
@@ -74,12 +80,12 @@ func BenchmarkCrossPodLatency(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		lat := make([]time.Duration, 0, rate*seconds)
 		got := make(chan time.Duration, rate*seconds)
-		recv := broadcast.New(redisClient(b, srv.Addr, false), "podB", broadcast.Options{}, func(_ bool, p []byte) {
+		recv := broadcast.New(redisClientDelay(b, srv.Addr, false, 20*time.Microsecond), "podB", broadcast.Options{}, func(_ bool, p []byte) {
 			if sent, err := strconv.ParseInt(string(p[5:]), 10, 64); err == nil {
 				got <- time.Duration(time.Now().UnixNano() - sent)
 			}
 		})
-		send := broadcast.New(redisClient(b, srv.Addr, false), "podA", broadcast.Options{}, nil)
+		send := broadcast.New(redisClientDelay(b, srv.Addr, false, 20*time.Microsecond), "podA", broadcast.Options{}, nil)
 		rooms := make([]string, 100)
 		for i := range rooms {
 			rooms[i] = fmt.Sprint("room-", i)

@@ -120,7 +120,7 @@ func New(client rueidis.Client, pod string, opts Options, handle Handler) *Bus {
 	}
 	return &Bus{
 		client: client, pod: pod, opts: opts, handle: handle,
-		watch:   make([]int32, opts.Partitions),
+		watch:     make([]int32, opts.Partitions),
 		subs:      map[int]*subscription{},
 		stopped:   map[int]chan struct{}{},
 		confirmed: map[string]bool{},

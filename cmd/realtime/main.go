@@ -1,6 +1,7 @@
 // Command realtime is the realtime server: the WebSocket endpoint at /ws (and
-// optionally a raw-TCP WebSocket listener), /healthz and /debug/stats. A
-// single pod needs no Redis. `make run` starts it; SIGINT or SIGTERM shut it
+// optionally a raw-TCP WebSocket listener), /healthz, /readyz (fails while
+// the Redis pub/sub link is not delivering) and /debug/stats. A single pod
+// needs no Redis; -redis links pods. `make run` starts it; SIGINT or SIGTERM shut it
 // down gracefully (every client gets close 1001).
 package main
 
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/realtimehub/realtime/internal/server"
@@ -29,9 +31,14 @@ func main() {
 	flag.IntVar(&opts.Handler.SendQueueSize, "send-queue", 0, "frames queued per connection before it counts as slow (default 256)")
 	flag.IntVar(&opts.Handler.MaxRoomsPerConn, "max-rooms", 0, "rooms per connection (default 100)")
 	flag.BoolVar(&opts.Handler.DisableJoinLeaveEvents, "no-join-events", false, "do not send join/leave events to rooms")
+	redis := flag.String("redis", os.Getenv("REALTIME_REDIS"), "Redis address(es), comma-separated: links pods (empty: single pod)")
+	flag.BoolVar(&opts.RedisCluster, "redis-cluster", false, "the Redis addresses are Redis Cluster nodes")
 	flag.BoolVar(&opts.InsecureDevAuth, "insecure-dev-auth", false, "INSECURE: take the user ID from ?user= (demo and load tests only)")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
 	flag.Parse()
+	if *redis != "" {
+		opts.RedisAddrs = strings.Split(*redis, ",")
+	}
 
 	level := slog.LevelInfo
 	if verbose {

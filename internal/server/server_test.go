@@ -1,0 +1,133 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/realtimehub/realtime"
+	"github.com/realtimehub/realtime/internal/redistest"
+)
+
+// TestMain lets the test binary run as a server process (RT_SERVE_ADDR set),
+// so that the two-process test runs real, separate pods.
+func TestMain(m *testing.M) {
+	if addr := os.Getenv("RT_SERVE_ADDR"); addr != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := Run(ctx, Options{
+			Addr:            addr,
+			RedisAddrs:      []string{os.Getenv("RT_SERVE_REDIS")},
+			InsecureDevAuth: true,
+			Handler:         realtime.HandlerConfig{PodID: os.Getenv("RT_SERVE_POD")},
+		}, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Two server processes behind one Redis, real WebSocket clients on each:
+// room messages and direct messages cross the process boundary.
+func TestTwoProcesses(t *testing.T) {
+	redis := redistest.Start(t)
+	var addrs []string
+	for i := range 2 {
+		addr := freeAddr(t)
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "RT_SERVE_ADDR="+addr, "RT_SERVE_REDIS="+redis.Addr, fmt.Sprintf("RT_SERVE_POD=proc%d", i))
+		cmd.Stderr = os.Stderr
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+		require.Eventually(t, func() bool {
+			resp, err := http.Get("http://" + addr + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		}, 15*time.Second, 50*time.Millisecond, "process %d ready (its pub/sub link delivers)", i)
+		addrs = append(addrs, addr)
+	}
+	type msg struct {
+		Type, Room, From, To string
+		Data                 json.RawMessage
+	}
+	dial := func(addr, user string) (*websocket.Conn, string) {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws?user="+user, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		var m msg
+		require.NoError(t, c.ReadJSON(&m))
+		var d realtime.ConnectedData
+		require.NoError(t, json.Unmarshal(m.Data, &d))
+		require.NoError(t, c.WriteJSON(map[string]string{"type": "join", "room": "r"}))
+		return c, d.ConnectionID
+	}
+	next := func(c *websocket.Conn, typ string) msg {
+		for {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var m msg
+			require.NoError(t, c.ReadJSON(&m))
+			if m.Type == typ {
+				return m
+			}
+		}
+	}
+	a, aID := dial(addrs[0], "alice")
+	b, bID := dial(addrs[1], "bob")
+	assert.True(t, strings.HasPrefix(aID, "proc0.") && strings.HasPrefix(bID, "proc1."), "%s %s", aID, bID)
+	next(a, "join")
+	next(b, "join")
+	// The second process may not hear room r yet: publish until it does.
+	require.Eventually(t, func() bool {
+		a.WriteJSON(map[string]any{"type": "chat", "room": "r", "data": "probe"})
+		b.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		var m msg
+		for b.ReadJSON(&m) == nil {
+			if m.Type == "chat" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond)
+	require.NoError(t, a.WriteJSON(map[string]any{"type": "chat", "room": "r", "data": "hello"}))
+	for {
+		if m := next(b, "chat"); string(m.Data) == `"hello"` {
+			assert.Equal(t, aID, m.From)
+			break
+		}
+	}
+	require.NoError(t, b.WriteJSON(map[string]any{"type": "chat", "to": aID, "data": "dm"}))
+	for {
+		if m := next(a, "chat"); string(m.Data) == `"dm"` {
+			assert.Equal(t, bID, m.From)
+			assert.Equal(t, aID, m.To)
+			break
+		}
+	}
+}
