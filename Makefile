@@ -58,12 +58,13 @@ fuzz:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-## bench: hub benchmarks beside the naive baseline, as a table of medians.
+## bench: hub benchmarks beside the naive baseline, as a table of medians;
+## then Redis publish throughput, cross-pod latency and partition traffic.
 # Each family has its own -benchtime: the naive hub's join/leave under
 # broadcast mis-calibrates b.N with a time target, so it runs a fixed count,
 # long enough at -cpu 1 (one P) for the broadcaster to get its time slices.
 BENCHCOUNT ?= 5
-bench:
+bench: deps
 	@mkdir -p $(OUT)
 	$(GO) test -run '^$$' -bench '^BenchmarkBroadcast$$' -benchmem -cpu 1,2 -count $(BENCHCOUNT) ./bench/ | tee $(OUT)/bench.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkJoinLeaveUnderBroadcast$$' -benchmem -cpu 1 -count $(BENCHCOUNT) -benchtime 300000x ./bench/ | tee -a $(OUT)/bench.txt
@@ -71,3 +72,8 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkSendTo$$' -benchmem -cpu 1,2 -count $(BENCHCOUNT) ./bench/ | tee -a $(OUT)/bench.txt
 	@echo
 	$(GO) run ./internal/benchtable < $(OUT)/bench.txt | tee $(OUT)/bench.md
+	@echo
+	@echo "Redis (a redis-server on a free loopback port):"
+	$(GO) test -run '^$$' -bench '^BenchmarkPublish$$' -benchtime 3s -count $(BENCHCOUNT) ./bench/ | tee $(OUT)/bench-redis.txt
+	$(GO) test -run '^$$' -bench '^BenchmarkCrossPodLatency$$' -benchtime 1x -count $(BENCHCOUNT) ./bench/ | tee -a $(OUT)/bench-redis.txt
+	$(GO) test -run '^$$' -bench '^BenchmarkPartitionTraffic$$' -benchtime 1x ./bench/ | tee -a $(OUT)/bench-redis.txt
