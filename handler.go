@@ -450,7 +450,7 @@ func (h *Handler) attach(nc net.Conn, userID string, early []byte) {
 	h.stats.accepted.Add(1)
 	h.hub.Register(c)
 	if h.userOnline(c) {
-		h.logger.Debug("realtime: user online", "user", userID)
+		h.recordOnline(c.userID, true)
 	}
 	h.sendConnected(c)
 	if len(early) > 0 {
@@ -491,7 +491,11 @@ func (h *Handler) detach(c *conn, cause error) {
 			h.roomEvent(c, MessageTypeLeave, room, true)
 		}
 	}
+	for _, room := range rooms {
+		h.recordMember(room, c, -1)
+	}
 	if h.userOffline(c) {
+		h.recordOnline(c.userID, false)
 		for _, room := range rooms {
 			h.presenceEvent(c, room, PresenceOffline)
 		}

@@ -87,3 +87,17 @@ func parseStatus(s string) (presenceStatus, bool) {
 	}
 	return 0, false
 }
+
+// recordOnline and recordMember tell a Broadcaster that keeps presence
+// across pods (RedisBroadcaster) about this pod's users.
+func (h *Handler) recordOnline(user string, online bool) {
+	if pr, ok := h.cfg.Broadcaster.(presenceRecorder); ok && user != "" {
+		pr.recordOnline(user, online)
+	}
+}
+
+func (h *Handler) recordMember(room string, c *conn, delta int64) {
+	if pr, ok := h.cfg.Broadcaster.(presenceRecorder); ok && c.userID != "" {
+		pr.recordMember(room, c.userID, delta)
+	}
+}

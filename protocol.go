@@ -143,6 +143,9 @@ func (h *Handler) join(c *conn, room string) {
 	case err != nil: // not registered: the connection is going away
 		return
 	}
+	if joined {
+		h.recordMember(room, c, +1)
+	}
 	h.roomEvent(c, MessageTypeJoin, room, joined && !h.cfg.DisableJoinLeaveEvents)
 }
 
@@ -155,6 +158,7 @@ func (h *Handler) leave(c *conn, room string) {
 		h.sendError(c, ErrCodeNotInRoom, "not in room "+strconv.Quote(room))
 		return
 	}
+	h.recordMember(room, c, -1)
 	// The leaver is no longer a member: it gets its acknowledgement itself.
 	msg := h.eventMessage(c, MessageTypeLeave, room)
 	c.Send(msg)

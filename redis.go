@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -33,11 +34,12 @@ import (
 //
 // All methods may be called concurrently.
 type RedisBroadcaster struct {
-	hub    Hub
-	bus    *broadcast.Bus
-	pod    string
-	logger *slog.Logger
-	seq    atomic.Uint64
+	hub      Hub
+	bus      *broadcast.Bus
+	presence *broadcast.Presence
+	pod      string
+	logger   *slog.Logger
+	seq      atomic.Uint64
 
 	mu      sync.Mutex
 	watched map[string]struct{} // rooms whose partition is watched for them
@@ -51,8 +53,15 @@ var _ Broadcaster = (*RedisBroadcaster)(nil)
 type BroadcasterOption func(*broadcasterOptions)
 
 type broadcasterOptions struct {
-	pod string
-	bus broadcast.Options
+	pod         string
+	bus         broadcast.Options
+	presenceTTL time.Duration
+}
+
+// WithPresenceTTL sets how long the presence entries of a pod that died keep
+// counting (default 30 s); a live pod renews them every third of it.
+func WithPresenceTTL(d time.Duration) BroadcasterOption {
+	return func(o *broadcasterOptions) { o.presenceTTL = d }
 }
 
 // WithPodID sets the pod's ID (letters, digits, '-', '_'), which prefixes its
@@ -94,6 +103,7 @@ func NewRedisBroadcaster(client rueidis.Client, hub Hub, logger *slog.Logger, op
 	o.bus.Logger = logger
 	b := &RedisBroadcaster{hub: hub, pod: o.pod, logger: logger, watched: map[string]struct{}{}}
 	b.bus = broadcast.New(client, o.pod, o.bus, b.receive)
+	b.presence = broadcast.NewPresence(client, o.bus.Prefix, o.pod, o.presenceTTL, logger, b.snapshot)
 	b.bus.Watch("") // room "": broadcasts to everyone reach every pod
 	if sh, ok := hub.(*ShardedHub); ok {
 		sh.reg.OnRoomChange(b.roomChanged)
@@ -209,9 +219,66 @@ func (b *RedisBroadcaster) receive(direct bool, env []byte) {
 	b.hub.Broadcast(&msg)
 }
 
-// Run receives envelopes from the other pods until ctx ends. Subscriptions
-// come back by themselves after Redis returns.
-func (b *RedisBroadcaster) Run(ctx context.Context) error { return b.bus.Run(ctx) }
+// Run receives envelopes from the other pods and keeps this pod's presence
+// entries alive until ctx ends. Subscriptions come back by themselves after
+// Redis returns, and presence entries are rewritten if Redis lost them.
+func (b *RedisBroadcaster) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { b.presence.Run(ctx) })
+	err := b.bus.Run(ctx)
+	wg.Wait()
+	return err
+}
+
+// Online reports whether user has a connection on any live pod.
+func (b *RedisBroadcaster) Online(ctx context.Context, user string) (bool, error) {
+	return b.presence.Online(ctx, user)
+}
+
+// RoomUsers returns the users with a connection in room, on every live pod.
+func (b *RedisBroadcaster) RoomUsers(ctx context.Context, room string) ([]string, error) {
+	return b.presence.RoomUsers(ctx, room)
+}
+
+// presenceRecorder is how a Handler tells the broadcaster about users.
+type presenceRecorder interface {
+	recordOnline(user string, online bool)
+	recordMember(room, user string, delta int64)
+}
+
+func (b *RedisBroadcaster) recordOnline(user string, online bool) { b.presence.SetOnline(user, online) }
+func (b *RedisBroadcaster) recordMember(room, user string, delta int64) {
+	b.presence.AddMember(room, user, delta)
+}
+
+// snapshot returns this pod's users and the users of each of its rooms, from
+// the hub, for the presence registry to rewrite after Redis lost it.
+func (b *RedisBroadcaster) snapshot() (users []string, rooms map[string][]string) {
+	sh, ok := b.hub.(*ShardedHub)
+	if !ok {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	sh.reg.EachConn(1, func(fs FrameSender) bool {
+		if u := fs.UserID(); u != "" && !seen[u] {
+			seen[u] = true
+			users = append(users, u)
+		}
+		return true
+	})
+	var names []string
+	sh.reg.EachRoom(func(room string) { names = append(names, room) })
+	rooms = make(map[string][]string, len(names))
+	for _, room := range names {
+		sh.reg.EachInRoom(room, 1, func(fs FrameSender) bool {
+			if u := fs.UserID(); u != "" {
+				rooms[room] = append(rooms[room], u)
+			}
+			return true
+		})
+	}
+	return users, rooms
+}
 
 // Listening reports whether this pod now receives what other pods publish to
 // room (Redis confirmed the subscription to its partition).

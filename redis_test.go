@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,10 +27,10 @@ type pod struct {
 	stop func()
 }
 
-func startPod(t *testing.T, name string, client rueidis.Client) *pod {
+func startPod(t *testing.T, name string, client rueidis.Client, opts ...BroadcasterOption) *pod {
 	t.Helper()
 	hub := NewHub(quietLogger())
-	rb := NewRedisBroadcaster(client, hub, quietLogger(), WithPodID(name))
+	rb := NewRedisBroadcaster(client, hub, quietLogger(), append([]BroadcasterOption{WithPodID(name)}, opts...)...)
 	h := NewHandler(hub, quietLogger(), HandlerConfig{Broadcaster: rb, Authenticate: userAuth, RateLimit: -1})
 	require.Equal(t, name, h.Config().PodID, "the handler adopts the broadcaster's pod ID")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -203,4 +204,58 @@ func TestRedisOutage(t *testing.T) {
 	a.stop()
 	b.stop()
 	assertNoGoroutineLeak(t, before+8) // rueidis keeps its clients' background goroutines until Close
+}
+
+// Who is online and who is in a room, asked on any pod, across pods; a pod
+// that stops stops counting at once, and entries come back after Redis
+// restarts empty. (A pod whose process is killed: internal/server's
+// TestKilledPodLeavesNoGhost.)
+func TestCrossPodPresence(t *testing.T) {
+	srv := redistest.Start(t)
+	ttl := WithPresenceTTL(1500 * time.Millisecond)
+	a := startPod(t, "a", redistest.Client(t, srv.Addr), ttl)
+	b := startPod(t, "b", redistest.Client(t, srv.Addr), ttl)
+	c := startPod(t, "c", redistest.Client(t, srv.Addr), ttl)
+	ctx := context.Background()
+	users := func(p *pod, room string) []string {
+		u, err := p.rb.RoomUsers(ctx, room)
+		require.NoError(t, err)
+		slices.Sort(u)
+		return u
+	}
+	online := func(p *pod, user string) bool {
+		ok, err := p.rb.Online(ctx, user)
+		require.NoError(t, err)
+		return ok
+	}
+
+	alice := dial(t, a.url, as("alice"))
+	bob := dial(t, b.url, as("bob"))
+	carol := dial(t, c.url, as("carol"))
+	for _, cl := range []*client{alice, bob, carol} {
+		cl.join("r")
+	}
+	require.Eventually(t, func() bool { return slices.Equal(users(a, "r"), []string{"alice", "bob", "carol"}) }, 5*time.Second, 20*time.Millisecond)
+	assert.True(t, online(c, "bob"))
+	assert.False(t, online(a, "nobody"))
+
+	bob.send(map[string]any{"type": "leave", "room": "r"})
+	require.Eventually(t, func() bool { return slices.Equal(users(c, "r"), []string{"alice", "carol"}) }, 5*time.Second, 20*time.Millisecond)
+	bob.join("r")
+	require.Eventually(t, func() bool { return slices.Equal(users(c, "r"), []string{"alice", "bob", "carol"}) }, 5*time.Second, 20*time.Millisecond)
+
+	// Redis restarts empty: the pods write their entries again.
+	srv.Kill()
+	srv.Restart()
+	require.Eventually(t, func() bool {
+		u, err := a.rb.RoomUsers(ctx, "r")
+		slices.Sort(u)
+		return err == nil && slices.Equal(u, []string{"alice", "bob", "carol"})
+	}, 10*time.Second, 50*time.Millisecond, "entries rewritten after Redis came back empty")
+
+	// Pod c stops cleanly: carol stops counting at once (well within the TTL).
+	c.stop()
+	require.Eventually(t, func() bool { return !online(a, "carol") }, time.Second, 20*time.Millisecond)
+
+	assert.True(t, online(a, "alice"))
 }

@@ -37,6 +37,9 @@ type Options struct {
 	// RedisAddrs, if set, links pods through Redis (several addresses, or
 	// RedisCluster, for a Redis Cluster). Empty: single pod.
 	RedisAddrs []string
+	// PresenceTTL is how long a dead pod's presence entries keep counting
+	// (0: the broadcaster's default, 30 s).
+	PresenceTTL time.Duration
 	// RedisCluster says RedisAddrs are cluster nodes (sharded pub/sub works
 	// on both; this only makes a single address be treated as a cluster).
 	RedisCluster bool
@@ -70,6 +73,9 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 		}
 		defer client.Close()
 		var bopts []realtime.BroadcasterOption
+		if opts.PresenceTTL > 0 {
+			bopts = append(bopts, realtime.WithPresenceTTL(opts.PresenceTTL))
+		}
 		if cfg.PodID != "" {
 			bopts = append(bopts, realtime.WithPodID(cfg.PodID))
 		}

@@ -30,6 +30,7 @@ func TestMain(m *testing.M) {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		err := Run(ctx, Options{
+			PresenceTTL:     time.Second,
 			Addr:            addr,
 			RedisAddrs:      []string{os.Getenv("RT_SERVE_REDIS")},
 			InsecureDevAuth: true,
@@ -51,26 +52,65 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// startProc starts the test binary as a server process for pod, and waits
+// until its pub/sub link delivers.
+func startProc(t *testing.T, pod, redisAddr string) (addr string, cmd *exec.Cmd) {
+	addr = freeAddr(t)
+	cmd = exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "RT_SERVE_ADDR="+addr, "RT_SERVE_REDIS="+redisAddr, "RT_SERVE_POD="+pod)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 15*time.Second, 50*time.Millisecond, "%s ready (its pub/sub link delivers)", pod)
+	return addr, cmd
+}
+
+// A pod whose process is killed (no chance to clean up) leaves no ghost:
+// once its presence lease expires, its users are offline and out of rooms
+// for every other pod.
+func TestKilledPodLeavesNoGhost(t *testing.T) {
+	redis := redistest.Start(t)
+	addr, cmd := startProc(t, "doomed", redis.Addr)
+	hub := realtime.NewHub(slog.New(slog.DiscardHandler))
+	observer := realtime.NewRedisBroadcaster(redistest.Client(t, redis.Addr), hub, slog.New(slog.DiscardHandler), realtime.WithPodID("observer"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go observer.Run(ctx)
+
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws?user=bob", nil)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.WriteJSON(map[string]string{"type": "join", "room": "r"}))
+	require.Eventually(t, func() bool {
+		online, err := observer.Online(ctx, "bob")
+		users, err2 := observer.RoomUsers(ctx, "r")
+		return err == nil && err2 == nil && online && len(users) == 1 && users[0] == "bob"
+	}, 5*time.Second, 20*time.Millisecond)
+
+	require.NoError(t, cmd.Process.Kill())
+	died := time.Now()
+	require.Eventually(t, func() bool {
+		online, err := observer.Online(ctx, "bob")
+		users, err2 := observer.RoomUsers(ctx, "r")
+		return err == nil && err2 == nil && !online && len(users) == 0
+	}, 5*time.Second, 20*time.Millisecond, "bob's entries stop counting after the 1s TTL")
+	t.Logf("ghost gone %s after the kill (TTL 1s)", time.Since(died).Round(10*time.Millisecond))
+}
+
 // Two server processes behind one Redis, real WebSocket clients on each:
 // room messages and direct messages cross the process boundary.
 func TestTwoProcesses(t *testing.T) {
 	redis := redistest.Start(t)
 	var addrs []string
 	for i := range 2 {
-		addr := freeAddr(t)
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "RT_SERVE_ADDR="+addr, "RT_SERVE_REDIS="+redis.Addr, fmt.Sprintf("RT_SERVE_POD=proc%d", i))
-		cmd.Stderr = os.Stderr
-		require.NoError(t, cmd.Start())
-		t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-		require.Eventually(t, func() bool {
-			resp, err := http.Get("http://" + addr + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		}, 15*time.Second, 50*time.Millisecond, "process %d ready (its pub/sub link delivers)", i)
+		addr, _ := startProc(t, fmt.Sprintf("proc%d", i), redis.Addr)
 		addrs = append(addrs, addr)
 	}
 	type msg struct {

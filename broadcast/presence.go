@@ -1,0 +1,271 @@
+package broadcast
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Presence answers "is this user online on some pod" and "who is in this
+// room" across pods, from entries each pod writes to Redis. Every entry
+// belongs to a pod incarnation (the pod ID plus a random suffix per start)
+// that must renew its lease in a sorted set before the TTL runs out; entries
+// of an incarnation whose lease expired are ignored by queries and removed
+// when seen, so a pod that dies leaves no ghosts. Keys are hash-tagged per
+// user and per room; no command crosses slots.
+//
+// Writes are queued and sent by one goroutine (a full queue drops and counts:
+// the caller's worker never waits on Redis). When a renewal finds the lease
+// gone (Redis restarted empty) the pod rewrites its entries from Resync.
+// All methods may be called concurrently.
+type Presence struct {
+	client rueidis.Client
+	prefix string
+	self   string // incarnation
+	ttl    time.Duration
+	resync func() (users []string, rooms map[string][]string)
+	logger *slog.Logger
+
+	queue   chan rueidis.Completed
+	dropped atomic.Uint64
+	errors  atomic.Uint64
+
+	liveMu   sync.Mutex
+	leases   map[string]bool // incarnation → lease still valid; absent: unknown
+	liveTime time.Time
+}
+
+// leaseHorizon is how long an expired lease is remembered, so that its
+// entries can be recognised as a dead pod's and removed.
+const leaseHorizon = time.Hour
+
+// NewPresence returns the presence registry of pod. ttl (default 30 s) is
+// how long a dead pod's entries keep counting. resync returns what the pod
+// holds now: its online users, and the users of each of its rooms.
+func NewPresence(client rueidis.Client, prefix, pod string, ttl time.Duration, logger *slog.Logger,
+	resync func() (users []string, rooms map[string][]string)) *Presence {
+	if prefix == "" {
+		prefix = "rt"
+	}
+	if ttl <= 0 {
+		ttl = 30 * time.Second
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	return &Presence{
+		client: client, prefix: prefix, self: pod + "#" + hex.EncodeToString(b[:]), ttl: ttl,
+		resync: resync, logger: logger, queue: make(chan rueidis.Completed, 65536),
+	}
+}
+
+func (p *Presence) podsKey() string            { return p.prefix + ".{pres}.pods" }
+func (p *Presence) userKey(user string) string { return p.prefix + ".{pres.u." + user + "}" }
+func (p *Presence) roomKey(room string) string { return p.prefix + ".{pres.r." + room + "}" }
+
+func (p *Presence) enqueue(cmd rueidis.Completed) {
+	select {
+	case p.queue <- cmd:
+	default:
+		p.dropped.Add(1) // the next resync repairs it
+	}
+}
+
+// SetOnline records that user has (or no longer has) a connection here.
+func (p *Presence) SetOnline(user string, online bool) {
+	if online {
+		p.enqueue(p.client.B().Hset().Key(p.userKey(user)).FieldValue().FieldValue(p.self, "1").Build())
+		return
+	}
+	p.enqueue(p.client.B().Hdel().Key(p.userKey(user)).Field(p.self).Build())
+}
+
+// AddMember counts user in room on this pod by delta (+1 on join, -1 on
+// leave; a user may be in a room through several connections).
+func (p *Presence) AddMember(room, user string, delta int64) {
+	p.enqueue(p.client.B().Hincrby().Key(p.roomKey(room)).Field(p.self + "|" + user).Increment(delta).Build())
+}
+
+// Run renews the lease every TTL/3, writes queued entries, and returns when
+// ctx ends, after removing this pod's lease so that its entries stop
+// counting at once.
+func (p *Presence) Run(ctx context.Context) error {
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case cmd := <-p.queue:
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				if err := p.client.Do(wctx, cmd).Error(); err != nil {
+					p.errors.Add(1) // the lease check below resyncs after an outage
+				}
+				cancel()
+			}
+		}
+	}()
+	t := time.NewTicker(p.ttl / 3)
+	defer t.Stop()
+	p.renew(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			<-writerDone
+			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			p.client.Do(cctx, p.client.B().Zrem().Key(p.podsKey()).Member(p.self).Build())
+			cancel()
+			return nil
+		case <-t.C:
+			p.renew(ctx)
+		}
+	}
+}
+
+// renew extends the lease. If Redis did not have it (first start, Redis came
+// back empty) or it had expired (this pod stalled, and others may have
+// removed its entries as a dead pod's), the pod writes all its entries again.
+func (p *Presence) renew(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, p.ttl/3)
+	defer cancel()
+	now := time.Now()
+	old, err := p.client.Do(rctx, p.client.B().Zscore().Key(p.podsKey()).Member(p.self).Build()).AsFloat64()
+	lost := rueidis.IsRedisNil(err) || (err == nil && old < float64(now.UnixMilli()))
+	if err != nil && !rueidis.IsRedisNil(err) {
+		p.errors.Add(1)
+		return
+	}
+	expiry := float64(now.Add(p.ttl).UnixMilli())
+	if err := p.client.Do(rctx, p.client.B().Zadd().Key(p.podsKey()).ScoreMember().ScoreMember(expiry, p.self).Build()).Error(); err != nil {
+		p.errors.Add(1)
+		return
+	}
+	forgotten := strconv.FormatInt(now.Add(-leaseHorizon).UnixMilli(), 10)
+	p.client.Do(rctx, p.client.B().Zremrangebyscore().Key(p.podsKey()).Min("-inf").Max(forgotten).Build())
+	if lost && p.resync != nil {
+		users, rooms := p.resync()
+		for _, u := range users {
+			p.SetOnline(u, true)
+		}
+		for room, members := range rooms {
+			counts := map[string]int64{}
+			for _, u := range members {
+				counts[u]++
+			}
+			for u, n := range counts {
+				// Set, not add: the room hash may still hold this incarnation's
+				// counts if only the lease was lost.
+				p.enqueue(p.client.B().Hset().Key(p.roomKey(room)).FieldValue().
+					FieldValue(p.self+"|"+u, strconv.FormatInt(n, 10)).Build())
+			}
+		}
+	}
+}
+
+// leaseState returns every remembered incarnation and whether its lease is
+// valid, cached for at most 200 ms. An incarnation that is absent is unknown
+// (Redis may have restarted and the pod not renewed yet): its entries do not
+// count, but are not removed either.
+func (p *Presence) leaseState(ctx context.Context) (map[string]bool, error) {
+	p.liveMu.Lock()
+	defer p.liveMu.Unlock()
+	if p.leases != nil && time.Since(p.liveTime) < 200*time.Millisecond {
+		return p.leases, nil
+	}
+	scores, err := p.client.Do(ctx, p.client.B().Zrange().Key(p.podsKey()).Min("0").Max("-1").Withscores().Build()).AsZScores()
+	if err != nil {
+		return nil, fmt.Errorf("presence: leases: %w", err)
+	}
+	now := float64(time.Now().UnixMilli())
+	p.leases = make(map[string]bool, len(scores))
+	for _, s := range scores {
+		p.leases[s.Member] = s.Score >= now
+	}
+	p.liveTime = time.Now()
+	return p.leases, nil
+}
+
+// Online reports whether user has a connection on a live pod.
+func (p *Presence) Online(ctx context.Context, user string) (bool, error) {
+	leases, err := p.leaseState(ctx)
+	if err != nil {
+		return false, err
+	}
+	fields, err := p.client.Do(ctx, p.client.B().Hkeys().Key(p.userKey(user)).Build()).AsStrSlice()
+	if err != nil {
+		return false, fmt.Errorf("presence of %q: %w", user, err)
+	}
+	online := false
+	var dead []string
+	for _, pod := range fields {
+		valid, known := leases[pod]
+		switch {
+		case valid:
+			online = true
+		case known: // expired: a dead pod's entry
+			dead = append(dead, pod)
+		}
+	}
+	p.forget(p.userKey(user), dead)
+	return online, nil
+}
+
+// RoomUsers returns the users in room on live pods, each once, in no
+// particular order.
+func (p *Presence) RoomUsers(ctx context.Context, room string) ([]string, error) {
+	leases, err := p.leaseState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, err := p.client.Do(ctx, p.client.B().Hgetall().Key(p.roomKey(room)).Build()).AsStrMap()
+	if err != nil {
+		return nil, fmt.Errorf("members of %q: %w", room, err)
+	}
+	seen := map[string]bool{}
+	var users, dead []string
+	for field, count := range all {
+		pod, user, _ := strings.Cut(field, "|")
+		valid, known := leases[pod]
+		switch n, _ := strconv.Atoi(count); {
+		case known && !valid: // a dead pod's entry
+			dead = append(dead, field)
+		case valid && n > 0 && !seen[user]:
+			seen[user] = true
+			users = append(users, user)
+		}
+	}
+	p.forget(p.roomKey(room), dead)
+	return users, nil
+}
+
+// forget removes fields of dead incarnations, in the background.
+func (p *Presence) forget(key string, fields []string) {
+	if len(fields) > 0 {
+		p.enqueue(p.client.B().Hdel().Key(key).Field(fields...).Build())
+	}
+}
+
+// PresenceStats are counters of a Presence.
+type PresenceStats struct {
+	// Dropped counts writes lost to a full queue; Errors writes and lease
+	// renewals Redis refused. A resync repairs both after the next renewal
+	// that finds the lease gone.
+	Dropped, Errors uint64
+}
+
+// Stats returns the counters.
+func (p *Presence) Stats() PresenceStats {
+	return PresenceStats{Dropped: p.dropped.Load(), Errors: p.errors.Load()}
+}
