@@ -6,26 +6,34 @@ OUT     ?= out
 # test from eating CI's budget.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: test deps vet bench fmt fuzz run loadtest
+.PHONY: test deps apt-install vet bench fmt fuzz run loadtest
 
-## deps: Go modules, and redis-server for the Redis integration tests.
+## deps: Go modules; redis-server for the Redis tests and chromium for the
+## browser test, installed with apt-get when missing and we are root.
 deps:
 	$(GO) mod download
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@$(MAKE) --no-print-directory apt-install CMD=redis-server PKG=redis-server
+	@$(MAKE) --no-print-directory apt-install CMD=chromium PKG=chromium
+
+apt-install:
+	@command -v $(CMD) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing redis-server (apt-get install -y redis-server)"; \
-	    (apt-get install -y -qq redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server; }) \
-	      || { echo "could not install redis-server; run: apt-get update && apt-get install -y redis-server" >&2; exit 1; }; \
+	    echo "installing $(PKG) (apt-get install -y $(PKG))"; \
+	    (apt-get install -y -qq $(PKG) >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $(PKG); }) \
+	      || { echo "could not install $(PKG); run: apt-get update && apt-get install -y $(PKG)" >&2; exit 1; }; \
 	  else \
-	    echo "redis-server is missing; install it with: sudo apt-get install -y redis-server" >&2; exit 1; \
+	    echo "$(CMD) is missing; install it with: sudo apt-get install -y $(PKG)" >&2; exit 1; \
 	  fi; }
 
-## run: the server on 127.0.0.1:8080 (/ws, /healthz, /debug/stats), single
-## pod, no Redis. Extra flags: make run ARGS="-raw-addr 127.0.0.1:8081".
-ADDR ?= 127.0.0.1:8080
+## run: the server on 127.0.0.1:8080 — the demo page at /, /ws, /metrics,
+## /healthz, /readyz — single pod, no Redis. For the demo it takes user IDs
+## from ?user= (-insecure-dev-auth); for anything real set RUNAUTH to
+## "-jwt-secret <secret>". More flags: ARGS="-raw-addr 127.0.0.1:8081".
+ADDR    ?= 127.0.0.1:8080
+RUNAUTH ?= -insecure-dev-auth
 run:
 	$(GO) mod download
-	$(GO) run ./cmd/realtime -addr $(ADDR) $(ARGS)
+	$(GO) run ./cmd/realtime -addr $(ADDR) $(RUNAUTH) $(ARGS)
 
 ## loadtest: real sockets against our server (both doors) and the gorilla
 ## baseline, in one run; writes out/loadtest/report.json.

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/realtimehub/realtime/shard"
 )
@@ -287,6 +288,7 @@ func (h *ShardedHub) Broadcast(msg *Message) {
 // BroadcastCount is Broadcast that reports how many connections took the
 // message, and an error if the message cannot be encoded (then nobody gets it).
 func (h *ShardedHub) BroadcastCount(msg *Message) (delivered int, err error) {
+	start := time.Now()
 	var c shard.Counts
 	if msg.Room == "" {
 		if h.reg.Len() == 0 {
@@ -307,6 +309,7 @@ func (h *ShardedHub) BroadcastCount(msg *Message) (delivered int, err error) {
 		}
 		c = h.reg.EachInRoom(msg.Room, h.workers, frameVisitor(f))
 	}
+	h.stats.observeFanout(time.Since(start).Seconds())
 	h.stats.broadcasts.Add(1)
 	h.stats.delivered.Add(uint64(c.Delivered))
 	h.stats.dropped.Add(uint64(c.Visited - c.Delivered))

@@ -14,10 +14,27 @@ type HubStats struct {
 	// Dropped counts broadcast deliveries a connection refused (closed, or
 	// queue full).
 	Dropped uint64
+	// FanoutSeconds counts broadcasts by how long handing the message to
+	// every recipient's queue took: FanoutSeconds[i] broadcasts took at most
+	// FanoutBuckets[i] seconds (and more than the bucket before); the last
+	// counts the rest.
+	FanoutSeconds [len(FanoutBuckets) + 1]uint64
 }
+
+// FanoutBuckets are the upper bounds, in seconds, of HubStats.FanoutSeconds.
+var FanoutBuckets = [...]float64{1e-6, 4e-6, 16e-6, 64e-6, 256e-6, 1e-3, 4e-3, 16e-3, 64e-3, 256e-3, 1}
 
 type hubCounters struct {
 	registered, unregistered, broadcasts, delivered, dropped atomic.Uint64
+	fanout                                                   [len(FanoutBuckets) + 1]atomic.Uint64
+}
+
+func (c *hubCounters) observeFanout(seconds float64) {
+	i := 0
+	for i < len(FanoutBuckets) && seconds > FanoutBuckets[i] {
+		i++
+	}
+	c.fanout[i].Add(1)
 }
 
 // Stats returns the hub's counters. Each is read atomically; together they
@@ -29,5 +46,11 @@ func (h *ShardedHub) Stats() HubStats {
 		Broadcasts:   h.stats.broadcasts.Load(),
 		Delivered:    h.stats.delivered.Load(),
 		Dropped:      h.stats.dropped.Load(),
+		FanoutSeconds: func() (out [len(FanoutBuckets) + 1]uint64) {
+			for i := range out {
+				out[i] = h.stats.fanout[i].Load()
+			}
+			return out
+		}(),
 	}
 }

@@ -33,9 +33,13 @@ func main() {
 	flag.BoolVar(&opts.Handler.DisableJoinLeaveEvents, "no-join-events", false, "do not send join/leave events to rooms")
 	redis := flag.String("redis", os.Getenv("REALTIME_REDIS"), "Redis address(es), comma-separated: links pods (empty: single pod)")
 	flag.BoolVar(&opts.RedisCluster, "redis-cluster", false, "the Redis addresses are Redis Cluster nodes")
+	jwtSecret := flag.String("jwt-secret", os.Getenv("REALTIME_JWT_SECRET"), "HS256 secret: clients need a signed token (sub = user ID) in Authorization: Bearer or ?token=")
 	flag.BoolVar(&opts.InsecureDevAuth, "insecure-dev-auth", false, "INSECURE: take the user ID from ?user= (demo and load tests only)")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
 	flag.Parse()
+	if *jwtSecret != "" {
+		opts.JWTSecret = []byte(*jwtSecret)
+	}
 	if *redis != "" {
 		opts.RedisAddrs = strings.Split(*redis, ",")
 	}

@@ -1,5 +1,6 @@
 // Package server wires the realtime library into a runnable server: the hub,
-// the handler's two doors, /healthz and /debug/stats. cmd/realtime and the
+// the handler's two doors, the demo page at /, /healthz, /readyz, /metrics
+// (Prometheus) and /debug/stats. cmd/realtime and the
 // load test's server processes both run it.
 package server
 
@@ -13,10 +14,14 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/rueidis"
 
 	"github.com/realtimehub/realtime"
 	"github.com/realtimehub/realtime/internal/debugstats"
+	"github.com/realtimehub/realtime/internal/metrics"
 )
 
 // Options configures Run. The zero value serves on 127.0.0.1:8080.
@@ -32,6 +37,9 @@ type Options struct {
 	Handler realtime.HandlerConfig
 	// InsecureDevAuth takes the user ID from ?user= (demo and tests only).
 	InsecureDevAuth bool
+	// JWTSecret, if set, requires HS256 tokens signed with it ("sub" is the
+	// user ID), in "Authorization: Bearer" or ?token=.
+	JWTSecret []byte
 	// Pprof serves net/http/pprof under /debug/pprof/ (profiling only).
 	Pprof bool
 	// RedisAddrs, if set, links pods through Redis (several addresses, or
@@ -82,7 +90,10 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 		rb = realtime.NewRedisBroadcaster(client, hub, logger, bopts...)
 		cfg.Broadcaster = rb
 	}
-	if opts.InsecureDevAuth {
+	switch {
+	case len(opts.JWTSecret) > 0:
+		cfg.Authenticate = jwtAuth(opts.JWTSecret)
+	case opts.InsecureDevAuth:
 		logger.Warn("INSECURE dev auth: any client can pick its user ID with ?user=")
 		cfg.Authenticate = func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil }
 	}
@@ -101,6 +112,10 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/debug/stats", debugstats.Handler(hub.ConnectionCount))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.New(hub, handler, rb), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", demoPage())
 	if opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
