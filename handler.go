@@ -457,12 +457,17 @@ func (h *Handler) attach(nc net.Conn, userID string, early []byte) {
 		c.onBytes(early)
 	}
 	if c.fd >= 0 {
+		// Record the interest before registering: if the client's first
+		// frame is already waiting, the event fires at once and onPoll must
+		// be the one to clear armed. Stored after Add, it could overwrite
+		// that clear, and the task would then never re-arm the descriptor:
+		// the socket would go unread until the ping timeout closed it.
+		c.armed.Store(armRead)
 		if err := h.eng.poller.Add(int(c.fd), c.onPoll); err != nil {
 			h.logger.Error("realtime: poll", "conn", c.id, "err", err)
 			c.teardown(err)
 			return
 		}
-		c.armed.Store(armRead)
 		c.scheduled.Store(false)
 		if c.pend.Load() != 0 {
 			c.schedule()

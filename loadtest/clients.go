@@ -75,7 +75,11 @@ func quantile(buckets []uint64, q float64) time.Duration {
 // fleet is the load generator's connections.
 type fleet struct {
 	conns    []*websocket.Conn
+	ackMark  []byte       // what a join acknowledgement contains
 	acks     atomic.Int64 // join acknowledgements seen
+	ended    atomic.Int64 // connections whose reader stopped before close()
+	closing  atomic.Bool
+	lastErr  atomic.Value // the last reader error, for the report
 	received atomic.Int64 // chat messages seen
 	perConn  []atomic.Int32
 	hist     histogram
@@ -105,12 +109,16 @@ func (f *fleet) read(i int, c *websocket.Conn) {
 	for {
 		_, b, err := c.ReadMessage()
 		if err != nil {
+			if !f.closing.Load() {
+				f.ended.Add(1)
+				f.lastErr.Store(err.Error())
+			}
 			return
 		}
 		switch {
-		case bytes.Contains(b, []byte(`"type":"join"`)):
+		case bytes.Contains(b, f.ackMark):
 			f.acks.Add(1)
-		case bytes.Contains(b, []byte(`"type":"chat"`)):
+		case bytes.Contains(b, tKey):
 			now := time.Now().UnixNano()
 			f.received.Add(1)
 			f.perConn[i].Add(1)
@@ -137,7 +145,13 @@ func (f *fleet) read(i int, c *websocket.Conn) {
 
 // ramp opens n connections to url, each joining room, with a live progress
 // line. It returns the connect rate.
-func (f *fleet) ramp(ctx context.Context, url, room string, n, concurrency int, progress func(done int)) (float64, error) {
+func (f *fleet) ramp(ctx context.Context, url string, join []byte, n, concurrency int, progress func(done int)) (float64, error) {
+	return f.rampFrom(ctx, url, join, n, 0, concurrency, progress)
+}
+
+// rampFrom is ramp with source addresses picked from index first on, so that
+// several load processes spread over different addresses.
+func (f *fleet) rampFrom(ctx context.Context, url string, join []byte, n, first, concurrency int, progress func(done int)) (float64, error) {
 	f.conns = make([]*websocket.Conn, n)
 	f.perConn = make([]atomic.Int32, n)
 	start := time.Now()
@@ -146,7 +160,6 @@ func (f *fleet) ramp(ctx context.Context, url, room string, n, concurrency int, 
 	var firstErr error
 	var errOnce sync.Once
 	var wg sync.WaitGroup
-	join := fmt.Appendf(nil, `{"type":"join","room":%q}`, room)
 	for range concurrency {
 		wg.Go(func() {
 			for {
@@ -154,7 +167,7 @@ func (f *fleet) ramp(ctx context.Context, url, room string, n, concurrency int, 
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				c, _, err := dialer(i).DialContext(ctx, url, nil)
+				c, _, err := dialer(first+i).DialContext(ctx, url, nil)
 				if err == nil {
 					err = c.WriteMessage(websocket.TextMessage, join)
 				}
@@ -180,6 +193,7 @@ func (f *fleet) ramp(ctx context.Context, url, room string, n, concurrency int, 
 
 // close closes every connection and waits for the readers.
 func (f *fleet) close() {
+	f.closing.Store(true)
 	for _, c := range f.conns {
 		if c != nil {
 			c.Close()

@@ -19,8 +19,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -28,25 +30,26 @@ import (
 
 // result is one target's figures.
 type result struct {
-	Target          string   `json:"target"`
-	Conns           int      `json:"connections"`
-	ConnectRate     float64  `json:"connect_rate_per_s"`
-	RSSPerConn      float64  `json:"rss_bytes_per_conn"`
-	RSSPerConnGC    float64  `json:"rss_bytes_per_conn_after_gc"`
-	HeapPerConn     float64  `json:"heap_bytes_per_conn"`
-	GoroutinesAdded int      `json:"goroutines_added"`
-	Messages        int      `json:"messages"`
-	Deliveries      int64    `json:"deliveries"`
-	Lost            int64    `json:"lost"`       // messages a connection is missing, summed
-	Duplicates      int64    `json:"duplicates"` // messages a connection got more than once
-	DeliveriesPerS  float64  `json:"deliveries_per_s"`
-	CPUPerDelivery  float64  `json:"server_cpu_ns_per_delivery"`
-	P50, P99, Max   float64  `json:"-"`
-	P50ms           float64  `json:"latency_p50_ms"`
-	P99ms           float64  `json:"latency_p99_ms"`
-	MaxMs           float64  `json:"latency_max_ms"`
-	Latency         []uint64 `json:"latency_buckets_5pct_from_1us"`
-	Runs            int      `json:"runs"`
+	Target          string     `json:"target"`
+	Conns           int        `json:"connections"`
+	ConnectRate     float64    `json:"connect_rate_per_s"`
+	RSSPerConn      float64    `json:"rss_bytes_per_conn"`
+	RSSPerConnGC    float64    `json:"rss_bytes_per_conn_after_gc"`
+	HeapPerConn     float64    `json:"heap_bytes_per_conn"`
+	GoroutinesAdded int        `json:"goroutines_added"`
+	Messages        int        `json:"messages"`
+	Deliveries      int64      `json:"deliveries"`
+	Lost            int64      `json:"lost"`       // messages a connection is missing, summed
+	Duplicates      int64      `json:"duplicates"` // messages a connection got more than once
+	DeliveriesPerS  float64    `json:"deliveries_per_s"`
+	CPUPerDelivery  float64    `json:"server_cpu_ns_per_delivery"`
+	P50, P99, Max   float64    `json:"-"`
+	P50ms           float64    `json:"latency_p50_ms"`
+	P99ms           float64    `json:"latency_p99_ms"`
+	MaxMs           float64    `json:"latency_max_ms"`
+	Latency         []uint64   `json:"latency_buckets_5pct_from_1us"`
+	Runs            int        `json:"runs"`
+	Memory          []memPoint `json:"rss_while_ramping"`
 }
 
 func main() {
@@ -54,6 +57,13 @@ func main() {
 		serveImpl = flag.String("serve", "", "(internal) run as the server process: realtime or baseline")
 		addr      = flag.String("addr", "", "(internal) server HTTP address")
 		rawAddr   = flag.String("raw-addr", "", "(internal) server raw-door address")
+		reuse     = flag.Bool("reuseport", false, "(internal) server: SO_REUSEPORT")
+		adminAddr = flag.String("admin-addr", "", "(internal) server: admin address")
+		redisAddr = flag.String("redis", "", "(internal) server: Redis address")
+		fleetMode = flag.Bool("fleet", false, "(internal) run as a load-generator process of a distributed run")
+		fleetFrom = flag.Int("fleet-first", 0, "(internal) index of this process's first connection")
+		pods      = flag.Int("pods", 1, "server processes sharing one port (SO_REUSEPORT) behind a Redis the load test starts; >1 runs our server only")
+		procs     = flag.Int("procs", 0, "load-generator processes (default: one per 19,500 connections)")
 
 		conns    = flag.Int("conns", 10000, "connections per target (one process holds at most ~19,900)")
 		targets  = flag.String("targets", "realtime-http,realtime-raw,baseline", "comma-separated: realtime-http, realtime-raw, baseline")
@@ -64,10 +74,23 @@ func main() {
 		outDir   = flag.String("out", "out/loadtest", "directory for the JSON report and server logs")
 		deadline = flag.Duration("timeout", 30*time.Minute, "the whole run stops after this")
 		repeat   = flag.Int("repeat", 1, "runs per target (interleaved across targets); figures are medians")
+		extURL   = flag.String("url", "", "drive this WebSocket server instead of starting ours (e.g. ws://host:port/path)")
+		hello    = flag.String("hello", `{"type":"join","room":"{room}"}`, "with -url: the frame each connection sends first; {room} is replaced")
+		pubTmpl  = flag.String("publish", `{"type":"chat","room":"{room}","data":{"t":{t}}}`, "with -url: a published message; {room} and {t} (send time, ns) are replaced; receivers find \"t\":<ns> in what they get")
+		pubURL   = flag.String("publish-url", "", "with -url: POST published messages here instead of sending them on connection 0")
+		ackMatch = flag.String("ack", "", "with -url: a substring of the server's answer to the hello frame; empty: do not wait for one")
+		extPID   = flag.Int("server-pid", 0, "with -url: the server's PID on this machine, to read its RSS and CPU")
 	)
 	flag.Parse()
+	if *fleetMode {
+		if err := runFleet(*extURL, *conns, *fleetFrom, *msgs); err != nil {
+			fmt.Fprintln(os.Stderr, "fleet:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *serveImpl != "" {
-		if err := serve(*serveImpl, *addr, *rawAddr); err != nil {
+		if err := serve(*serveImpl, *addr, *rawAddr, serveOptions{reusePort: *reuse, adminAddr: *adminAddr, redis: *redisAddr}); err != nil {
 			fmt.Fprintln(os.Stderr, "serve:", err)
 			os.Exit(1)
 		}
@@ -78,6 +101,19 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *deadline)
 	defer cancel()
+	if *extURL != "" {
+		ext = &external{url: *extURL, hello: *hello, publish: *pubTmpl, publishURL: *pubURL, ack: *ackMatch, pid: *extPID}
+		*targets = "external"
+	}
+	if *procs == 0 {
+		*procs = (*conns + 19499) / 19500 // one process holds at most ~19,900 sockets here
+	}
+	if *pods > 1 || *procs > 1 {
+		if err := runDistributed(ctx, *pods, *procs, *conns, *msgs, *rate, *settle, *outDir); err != nil {
+			fail(err)
+		}
+		return
+	}
 	names := strings.Split(*targets, ",")
 	runs := make([][]result, len(names))
 	for rep := range max(*repeat, 1) {
@@ -100,7 +136,11 @@ func main() {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		fail(err)
 	}
-	fmt.Println("report:", path)
+	htmlPath := filepath.Join(*outDir, "report.html")
+	if err := writeHTML(htmlPath, results, strings.Join(os.Args, " ")); err != nil {
+		fail(err)
+	}
+	fmt.Println("report:", path, htmlPath)
 }
 
 func fail(err error) {
@@ -108,36 +148,67 @@ func fail(err error) {
 	os.Exit(1)
 }
 
+// external describes a server the load test drives but did not start.
+type external struct {
+	url, hello, publish, publishURL, ack string
+	pid                                  int
+}
+
+var ext *external
+
 func runTarget(ctx context.Context, target string, n, msgs int, rate float64, settle time.Duration, conc int, outDir string) (result, error) {
 	impl, door, _ := strings.Cut(target, "-")
 	if impl == "baseline" {
 		door = "http"
 	}
 	r := result{Target: target, Conns: n, Messages: msgs}
-	p, err := startServer(impl, door, filepath.Join(outDir, target+".log"))
-	if err != nil {
-		return r, err
+	var p *serverProc
+	if ext != nil {
+		p = &serverProc{impl: "external", wsURL: ext.url, pid: ext.pid}
+	} else {
+		var err error
+		p, err = startServer(impl, door, filepath.Join(outDir, target+".log"))
+		if err != nil {
+			return r, err
+		}
+		defer p.stop()
 	}
-	defer p.stop()
+	var err error
 
 	// Warm up (engine, pools) with one connection, then take the baseline.
 	warm, _, err := dialer(0).DialContext(ctx, p.wsURL, nil)
 	if err != nil {
 		return r, fmt.Errorf("warm-up dial: %w", err)
 	}
-	warm.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"warm"}`))
+	warm.WriteMessage(websocket.TextMessage, helloFrame("warm"))
 	time.Sleep(time.Second)
 	rss0, _ := p.rss()
 	st0, _ := p.stats(false)
 	p.stats(true)
 	rss0gc, _ := p.rss()
 
-	var f fleet
+	f := fleet{ackMark: []byte(`"type":"join"`)}
+	if ext != nil && ext.ack != "" {
+		f.ackMark = []byte(ext.ack)
+	} else if ext != nil {
+		f.ackMark = []byte("\x00never") // no acknowledgement expected
+	}
 	fmt.Fprintf(os.Stderr, "%s: ramping %d connections\n", target, n)
 	start := time.Now()
-	r.ConnectRate, err = f.ramp(ctx, p.wsURL, "big", n, conc, func(done int) {
+	var memMu sync.Mutex
+	r.Memory = []memPoint{{0, rss0}}
+	step := max(n/10, 500)
+	r.ConnectRate, err = f.ramp(ctx, p.wsURL, helloFrame("big"), n, conc, func(done int) {
 		fmt.Fprintf(os.Stderr, "\r%s: %6d/%d connected  %5.0f/s", target, done, n, float64(done)/time.Since(start).Seconds())
+		if done%step < 500 || done == n {
+			if rss, err := p.rss(); err == nil {
+				memMu.Lock()
+				r.Memory = append(r.Memory, memPoint{done, rss})
+				memMu.Unlock()
+			}
+		}
 	})
+	slices.SortFunc(r.Memory, func(a, b memPoint) int { return a.Conns - b.Conns })
 	fmt.Fprintln(os.Stderr)
 	defer f.close()
 	if err != nil {
@@ -146,12 +217,18 @@ func runTarget(ctx context.Context, target string, n, msgs int, rate float64, se
 	// Joined: ours acknowledges each join; the baseline does not, so wait
 	// for its connection count and give the joins a moment.
 	waitUntil(ctx, 60*time.Second, func() bool {
-		if impl == "realtime" {
+		switch {
+		case impl == "realtime" || (ext != nil && ext.ack != ""):
 			return f.acks.Load() >= int64(n)
+		case ext != nil:
+			return true
 		}
 		s, err := p.stats(false)
 		return err == nil && s.Connections >= n
 	})
+	if ext != nil && ext.ack == "" {
+		time.Sleep(time.Second) // no acknowledgement to wait for: give the hellos a moment
+	}
 	time.Sleep(settle)
 	rss1, _ := p.rss()
 	st1, _ := p.stats(false)
@@ -178,8 +255,7 @@ func runTarget(ctx context.Context, target string, n, msgs int, rate float64, se
 		if ctx.Err() != nil {
 			break
 		}
-		frame := fmt.Sprintf(`{"type":"chat","room":"big","data":{"seq":%d,"t":%d}}`, i, time.Now().UnixNano())
-		if err := pub.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+		if err := publish(pub, i); err != nil {
 			return r, fmt.Errorf("publish: %w", err)
 		}
 		fmt.Fprintf(os.Stderr, "\r%s: published %d/%d, delivered %d/%d", target, i+1, msgs, f.received.Load(), want)
@@ -203,6 +279,10 @@ func runTarget(ctx context.Context, target string, n, msgs int, rate float64, se
 	}
 	fmt.Fprintf(os.Stderr, "%s: %d deliveries, %d lost, %d duplicated, %.0f ns server CPU each\n",
 		target, r.Deliveries, r.Lost, r.Duplicates, float64(cpu1-cpu0)/float64(max(r.Deliveries, 1)))
+	if ended := f.ended.Load(); ended > 0 || r.Lost > 0 {
+		last, _ := f.lastErr.Load().(string)
+		fmt.Fprintf(os.Stderr, "%s: %d connections ended early (last error: %q); server: %s\n", target, ended, last, p.closeCounters())
+	}
 	r.DeliveriesPerS = float64(r.Deliveries) / elapsed.Seconds()
 	if r.Deliveries > 0 {
 		r.CPUPerDelivery = float64(cpu1-cpu0) / float64(r.Deliveries)
@@ -303,4 +383,33 @@ func medianResult(rs []result) result {
 		}
 	}
 	return m
+}
+
+// helloFrame is what a connection sends first: a join to room.
+func helloFrame(room string) []byte {
+	if ext != nil {
+		return []byte(strings.ReplaceAll(ext.hello, "{room}", room))
+	}
+	return fmt.Appendf(nil, `{"type":"join","room":%q}`, room)
+}
+
+// publish sends message i to the room, carrying its send time.
+func publish(pub *websocket.Conn, i int) error {
+	now := time.Now().UnixNano()
+	if ext == nil {
+		return pub.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"chat","room":"big","data":{"seq":%d,"t":%d}}`, i, now))
+	}
+	body := strings.NewReplacer("{room}", "big", "{t}", fmt.Sprint(now)).Replace(ext.publish)
+	if ext.publishURL == "" {
+		return pub.WriteMessage(websocket.TextMessage, []byte(body))
+	}
+	resp, err := http.Post(ext.publishURL, "application/json", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("publish endpoint: %s", resp.Status)
+	}
+	return nil
 }

@@ -25,7 +25,7 @@ import (
 // serve is the server-process mode: the load test starts itself with -serve
 // so that the server it measures is a process of its own (its RSS and CPU
 // are read from /proc, apart from the load generator's).
-func serve(impl, addr, rawAddr string) error {
+func serve(impl, addr, rawAddr string, pod serveOptions) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -39,7 +39,15 @@ func serve(impl, addr, rawAddr string) error {
 				DisableJoinLeaveEvents: true, // one big room: no N² join events
 				SendQueueSize:          1024,
 			},
-			Pprof: os.Getenv("LOADTEST_PPROF") != "",
+			Pprof:     os.Getenv("LOADTEST_PPROF") != "",
+			ReusePort: pod.reusePort,
+			AdminAddr: pod.adminAddr,
+			RedisAddrs: func() []string {
+				if pod.redis == "" {
+					return nil
+				}
+				return []string{pod.redis}
+			}(),
 		}, logger, nil)
 	case "baseline":
 		hub := baseline.New(logger)
@@ -57,9 +65,18 @@ func serve(impl, addr, rawAddr string) error {
 	return fmt.Errorf("unknown -serve %q", impl)
 }
 
+// serveOptions are the server-process flags of a pod in a distributed run.
+type serveOptions struct {
+	reusePort bool
+	adminAddr string
+	redis     string
+	podID     string
+}
+
 // serverProc is a server process the load test started.
 type serverProc struct {
 	impl    string
+	pid     int // with -url: the external server's PID, or 0
 	cmd     *exec.Cmd
 	httpURL string // http://addr
 	wsURL   string // the WebSocket URL clients dial
@@ -131,8 +148,19 @@ func (p *serverProc) stop() {
 }
 
 // rss returns the process's resident set size in bytes (VmRSS).
+// processID returns the server's PID, or 0 when unknown (external, no -server-pid).
+func (p *serverProc) processID() int {
+	if p.cmd != nil {
+		return p.cmd.Process.Pid
+	}
+	return p.pid
+}
+
 func (p *serverProc) rss() (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if p.processID() == 0 {
+		return 0, fmt.Errorf("server process unknown")
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.processID()))
 	if err != nil {
 		return 0, err
 	}
@@ -144,7 +172,7 @@ func (p *serverProc) rss() (int64, error) {
 			return kb * 1024, err
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", p.cmd.Process.Pid)
+	return 0, fmt.Errorf("no VmRSS for pid %d", p.processID())
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux).
@@ -152,7 +180,10 @@ const clockTick = 100
 
 // cpu returns the process's user+system CPU time.
 func (p *serverProc) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if p.processID() == 0 {
+		return 0, fmt.Errorf("server process unknown")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.processID()))
 	if err != nil {
 		return 0, err
 	}
@@ -161,13 +192,16 @@ func (p *serverProc) cpu() (time.Duration, error) {
 	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
 	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat", p.cmd.Process.Pid)
+		return 0, fmt.Errorf("parse /proc/%d/stat", p.processID())
 	}
 	return time.Duration(utime+stime) * time.Second / clockTick, nil
 }
 
 // stats reads /debug/stats; gc first collects and returns memory to the OS.
 func (p *serverProc) stats(gc bool) (debugstats.Stats, error) {
+	if p.httpURL == "" {
+		return debugstats.Stats{}, fmt.Errorf("no stats endpoint")
+	}
 	url := p.httpURL + "/debug/stats"
 	if gc {
 		url += "?gc=1"
@@ -179,4 +213,38 @@ func (p *serverProc) stats(gc bool) (debugstats.Stats, error) {
 	}
 	defer resp.Body.Close()
 	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// ready reports whether the server answers /readyz with 200.
+func (p *serverProc) ready() bool {
+	resp, err := http.Get(p.httpURL + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// closeCounters returns the server's counters of connections it closed, from
+// /metrics (ours only).
+func (p *serverProc) closeCounters() string {
+	if p.httpURL == "" {
+		return "unknown"
+	}
+	resp, err := http.Get(p.httpURL + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		for _, name := range []string{"realtime_slow_consumer_disconnects_total", "realtime_ping_timeouts_total",
+			"realtime_protocol_errors_total", "realtime_deliveries_dropped_total", "realtime_connections "} {
+			if strings.HasPrefix(sc.Text(), name) {
+				out = append(out, sc.Text())
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }

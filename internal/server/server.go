@@ -45,6 +45,13 @@ type Options struct {
 	// RedisAddrs, if set, links pods through Redis (several addresses, or
 	// RedisCluster, for a Redis Cluster). Empty: single pod.
 	RedisAddrs []string
+	// ReusePort opens Addr and RawAddr with SO_REUSEPORT, so that several
+	// server processes (pods) share one port and the kernel spreads
+	// connections over them.
+	ReusePort bool
+	// AdminAddr, if set, serves /healthz, /readyz, /metrics and /debug/stats
+	// on an address of this process alone (with ReusePort, Addr is shared).
+	AdminAddr string
 	// PresenceTTL is how long a dead pod's presence entries keep counting
 	// (0: the broadcaster's default, 30 s).
 	PresenceTTL time.Duration
@@ -122,16 +129,29 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	ln, err := net.Listen("tcp", opts.Addr)
+	var lc net.ListenConfig
+	if opts.ReusePort {
+		lc.Control = reusePort
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", opts.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", opts.Addr, err)
 	}
-	var rawLn net.Listener
+	var rawLn, adminLn net.Listener
 	if opts.RawAddr != "" {
-		if rawLn, err = net.Listen("tcp", opts.RawAddr); err != nil {
+		if rawLn, err = lc.Listen(context.Background(), "tcp", opts.RawAddr); err != nil {
 			ln.Close()
 			return fmt.Errorf("listen %s: %w", opts.RawAddr, err)
 		}
+	}
+	if opts.AdminAddr != "" {
+		if adminLn, err = net.Listen("tcp", opts.AdminAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen %s: %w", opts.AdminAddr, err)
+		}
+		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go admin.Serve(adminLn)
+		defer admin.Close()
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
