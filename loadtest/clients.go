@@ -106,6 +106,13 @@ var tKey = []byte(`"t":`)
 // latency is now minus the send time they carry.
 func (f *fleet) read(i int, c *websocket.Conn) {
 	defer f.wg.Done()
+	// gorilla's default ping handler gives the pong 1 s and ends the read
+	// loop when that passes, which a load generator on a busy machine can
+	// miss; be patient, and never let a late pong end the reader.
+	c.SetPingHandler(func(s string) error {
+		c.WriteControl(websocket.PongMessage, []byte(s), time.Now().Add(30*time.Second))
+		return nil
+	})
 	for {
 		_, b, err := c.ReadMessage()
 		if err != nil {
