@@ -468,6 +468,9 @@ func (h *Handler) attach(nc net.Conn, userID string, early []byte) {
 			c.teardown(err)
 			return
 		}
+		if testHookRegistered != nil {
+			testHookRegistered()
+		}
 		c.scheduled.Store(false)
 		if c.pend.Load() != 0 {
 			c.schedule()
@@ -484,6 +487,10 @@ func (h *Handler) attach(nc net.Conn, userID string, early []byte) {
 		c.kick(workFlush)
 	}
 }
+
+// testHookRegistered, when set by a test, runs right after a connection's
+// descriptor is registered with epoll, to widen a race window on purpose.
+var testHookRegistered func()
 
 // detach undoes attach after the socket is released: unregister, leave
 // events, offline presence.

@@ -269,3 +269,53 @@ func TestIdleConnectionsCostNoGoroutine(t *testing.T) {
 }
 
 var _ = net.Dial
+
+// Regression: a client whose first frame arrives while the server is still
+// registering its socket with epoll must go on being read afterwards. (The
+// interest used to be recorded after registering, so an event that fired at
+// once could leave the descriptor never re-armed: the socket went unread
+// until the ping timeout.) A hook holds attach right after registering
+// until the client's first frame has arrived and fired its event.
+func TestFirstFrameDuringRegistrationKeepsReading(t *testing.T) {
+	const n = 20
+	testHookRegistered = func() { time.Sleep(30 * time.Millisecond) }
+	defer func() { testHookRegistered = nil }()
+	for _, d := range doors {
+		t.Run(string(d), func(t *testing.T) {
+			ts := newTestServer(t, d, HandlerConfig{DisableJoinLeaveEvents: true})
+			conns := make([]*websocket.Conn, n)
+			var wg sync.WaitGroup
+			for i := range conns {
+				wg.Go(func() {
+					c, _, err := websocket.DefaultDialer.Dial(ts.url, nil)
+					if !assert.NoError(t, err) {
+						return
+					}
+					c.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"r"}`))
+					conns[i] = c
+				})
+			}
+			wg.Wait()
+			defer func() {
+				for _, c := range conns {
+					if c != nil {
+						c.Close()
+					}
+				}
+			}()
+			require.Eventually(t, func() bool { return ts.hub.RoomCount("r") == n }, 10*time.Second, 10*time.Millisecond)
+			// Every connection is still read: a ping gets its pong.
+			for i, c := range conns {
+				require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)))
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				for {
+					var m Message
+					require.NoError(t, c.ReadJSON(&m), "connection %d", i)
+					if m.Type == MessageTypePong {
+						break
+					}
+				}
+			}
+		})
+	}
+}
