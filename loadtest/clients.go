@@ -152,13 +152,13 @@ func (f *fleet) read(i int, c *websocket.Conn) {
 
 // ramp opens n connections to url, each joining room, with a live progress
 // line. It returns the connect rate.
-func (f *fleet) ramp(ctx context.Context, url string, join []byte, n, concurrency int, progress func(done int)) (float64, error) {
+func (f *fleet) ramp(ctx context.Context, url string, join func(i int) []byte, n, concurrency int, progress func(done int)) (float64, error) {
 	return f.rampFrom(ctx, url, join, n, 0, concurrency, progress)
 }
 
 // rampFrom is ramp with source addresses picked from index first on, so that
 // several load processes spread over different addresses.
-func (f *fleet) rampFrom(ctx context.Context, url string, join []byte, n, first, concurrency int, progress func(done int)) (float64, error) {
+func (f *fleet) rampFrom(ctx context.Context, url string, join func(i int) []byte, n, first, concurrency int, progress func(done int)) (float64, error) {
 	f.conns = make([]*websocket.Conn, n)
 	f.perConn = make([]atomic.Int32, n)
 	start := time.Now()
@@ -176,7 +176,7 @@ func (f *fleet) rampFrom(ctx context.Context, url string, join []byte, n, first,
 				}
 				c, _, err := dialer(first+i).DialContext(ctx, url, nil)
 				if err == nil {
-					err = c.WriteMessage(websocket.TextMessage, join)
+					err = c.WriteMessage(websocket.TextMessage, join(i))
 				}
 				if err != nil {
 					errOnce.Do(func() { firstErr = fmt.Errorf("connection %d: %w", i, err) })

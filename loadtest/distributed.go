@@ -37,7 +37,8 @@ func runFleet(url string, n, first, msgs int) error {
 	ctx := context.Background()
 	f := fleet{ackMark: []byte(`"type":"join"`)}
 	f.conns = make([]*websocket.Conn, n)
-	if _, err := f.rampFrom(ctx, url, []byte(`{"type":"join","room":"big"}`), n, first, 64, func(int) {}); err != nil {
+	join := []byte(`{"type":"join","room":"big"}`)
+	if _, err := f.rampFrom(ctx, url, func(int) []byte { return join }, n, first, 64, func(int) {}); err != nil {
 		return err
 	}
 	defer f.close()

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,7 @@ import (
 type result struct {
 	Target          string     `json:"target"`
 	Conns           int        `json:"connections"`
+	Rooms           int        `json:"rooms"`
 	ConnectRate     float64    `json:"connect_rate_per_s"`
 	RSSPerConn      float64    `json:"rss_bytes_per_conn"`
 	RSSPerConnGC    float64    `json:"rss_bytes_per_conn_after_gc"`
@@ -68,7 +70,8 @@ func main() {
 		conns    = flag.Int("conns", 10000, "connections per target (one process holds at most ~19,900)")
 		targets  = flag.String("targets", "realtime-http,realtime-raw,baseline", "comma-separated: realtime-http, realtime-raw, baseline")
 		msgs     = flag.Int("msgs", 100, "fan-out messages published to the room")
-		rate     = flag.Float64("rate", 10, "fan-out messages per second")
+		rate     = flag.Float64("rate", 10, "fan-out messages per second; 0: as fast as deliveries keep up (each message once 99% of the previous one arrived)")
+		roomsN   = flag.Int("rooms", 1, "layout: 1 is one big room; N spreads connections over N rooms and publishes to each in turn")
 		settle   = flag.Duration("settle", 3*time.Second, "idle time before memory is read")
 		conc     = flag.Int("dial-concurrency", 64, "connections opened at once while ramping")
 		outDir   = flag.String("out", "out/loadtest", "directory for the JSON report and server logs")
@@ -119,7 +122,7 @@ func main() {
 	for rep := range max(*repeat, 1) {
 		for i, target := range names {
 			fmt.Fprintf(os.Stderr, "== run %d/%d: %s\n", rep+1, *repeat, target)
-			r, err := runTarget(ctx, strings.TrimSpace(target), *conns, *msgs, *rate, *settle, *conc, *outDir)
+			r, err := runTarget(ctx, strings.TrimSpace(target), *conns, *msgs, *rate, *roomsN, *settle, *conc, *outDir)
 			if err != nil {
 				fail(fmt.Errorf("%s: %w", target, err))
 			}
@@ -156,12 +159,20 @@ type external struct {
 
 var ext *external
 
-func runTarget(ctx context.Context, target string, n, msgs int, rate float64, settle time.Duration, conc int, outDir string) (result, error) {
+// roomOf is the room of connection i with nRooms rooms ("big" for one).
+func roomOf(i, nRooms int) string {
+	if nRooms <= 1 {
+		return "big"
+	}
+	return "room-" + strconv.Itoa(i%nRooms)
+}
+
+func runTarget(ctx context.Context, target string, n, msgs int, rate float64, nRooms int, settle time.Duration, conc int, outDir string) (result, error) {
 	impl, door, _ := strings.Cut(target, "-")
 	if impl == "baseline" {
 		door = "http"
 	}
-	r := result{Target: target, Conns: n, Messages: msgs}
+	r := result{Target: target, Conns: n, Messages: msgs, Rooms: max(nRooms, 1)}
 	var p *serverProc
 	if ext != nil {
 		p = &serverProc{impl: "external", wsURL: ext.url, pid: ext.pid}
@@ -198,7 +209,7 @@ func runTarget(ctx context.Context, target string, n, msgs int, rate float64, se
 	var memMu sync.Mutex
 	r.Memory = []memPoint{{0, rss0}}
 	step := max(n/10, 500)
-	r.ConnectRate, err = f.ramp(ctx, p.wsURL, helloFrame("big"), n, conc, func(done int) {
+	r.ConnectRate, err = f.ramp(ctx, p.wsURL, func(i int) []byte { return helloFrame(roomOf(i, nRooms)) }, n, conc, func(done int) {
 		fmt.Fprintf(os.Stderr, "\r%s: %6d/%d connected  %5.0f/s", target, done, n, float64(done)/time.Since(start).Seconds())
 		if done%step < 500 || done == n {
 			if rss, err := p.rss(); err == nil {
@@ -241,25 +252,69 @@ func runTarget(ctx context.Context, target string, n, msgs int, rate float64, se
 	fmt.Fprintf(os.Stderr, "%s: idle: %.0f B RSS/conn (%.0f after GC), %.0f B heap/conn, %d goroutines added\n",
 		target, r.RSSPerConn, r.RSSPerConnGC, r.HeapPerConn, r.GoroutinesAdded)
 
-	// Fan-out: conn 0 publishes msgs messages at rate; everyone (itself
-	// included) should get each one.
-	want := int64(msgs) * int64(n)
+	// Fan-out: conn 0 publishes msgs messages, message k to room k%nRooms;
+	// every member of that room gets it, and conn 0, a member of every room.
+	pub := f.conns[0]
+	if nRooms > 1 {
+		acks := f.acks.Load()
+		for room := 1; room < nRooms; room++ {
+			if err := pub.WriteMessage(websocket.TextMessage, helloFrame(roomOf(room, nRooms))); err != nil {
+				return r, fmt.Errorf("publisher join: %w", err)
+			}
+		}
+		waitUntil(ctx, 30*time.Second, func() bool {
+			return impl != "realtime" || f.acks.Load() >= acks+int64(nRooms-1)
+		})
+		time.Sleep(500 * time.Millisecond)
+	}
+	expect := make([]int64, n) // messages connection i should get
+	var want int64
+	cumulative := make([]int64, msgs) // deliveries expected once message k is out
+	members := make([]int64, max(nRooms, 1))
+	for i := range n {
+		members[i%max(nRooms, 1)]++
+	}
+	for k := range msgs {
+		room := k % max(nRooms, 1)
+		d := members[room]
+		if room != 0 {
+			d++ // the publisher, a member of every room
+		}
+		want += d
+		cumulative[k] = want
+	}
+	for i := range n {
+		if i == 0 {
+			expect[i] = int64(msgs)
+			continue
+		}
+		for k := range msgs {
+			if k%max(nRooms, 1) == i%max(nRooms, 1) {
+				expect[i]++
+			}
+		}
+	}
 	cpu0, _ := p.cpu()
 	t0 := time.Now()
 	if path := os.Getenv("LOADTEST_PPROF"); path != "" && impl == "realtime" {
 		go profile(p.httpURL, filepath.Join(outDir, target+"-"+path), time.Duration(float64(msgs)/rate*float64(time.Second)))
 	}
-	pub := f.conns[0]
-	interval := time.Duration(float64(time.Second) / rate)
 	for i := range msgs {
 		if ctx.Err() != nil {
 			break
 		}
-		if err := publish(pub, i); err != nil {
+		if err := publish(pub, i, roomOf(i, nRooms)); err != nil {
 			return r, fmt.Errorf("publish: %w", err)
 		}
 		fmt.Fprintf(os.Stderr, "\r%s: published %d/%d, delivered %d/%d", target, i+1, msgs, f.received.Load(), want)
-		time.Sleep(time.Until(t0.Add(time.Duration(i+1) * interval)))
+		if rate > 0 {
+			time.Sleep(time.Until(t0.Add(time.Duration(float64(i+1) * float64(time.Second) / rate))))
+			continue
+		}
+		target99 := cumulative[i] - (cumulative[i]-prev(cumulative, i))/100
+		for end := time.Now().Add(10 * time.Second); f.received.Load() < target99 && time.Now().Before(end); {
+			time.Sleep(200 * time.Microsecond)
+		}
 	}
 	waitUntil(ctx, 60*time.Second, func() bool {
 		fmt.Fprintf(os.Stderr, "\r%s: published %d/%d, delivered %d/%d", target, msgs, msgs, f.received.Load(), want)
@@ -271,10 +326,10 @@ func runTarget(ctx context.Context, target string, n, msgs int, rate float64, se
 	r.Deliveries = f.received.Load()
 	for i := range f.perConn {
 		switch got := int64(f.perConn[i].Load()); {
-		case got < int64(msgs):
-			r.Lost += int64(msgs) - got
-		case got > int64(msgs):
-			r.Duplicates += got - int64(msgs)
+		case got < expect[i]:
+			r.Lost += expect[i] - got
+		case got > expect[i]:
+			r.Duplicates += got - expect[i]
 		}
 	}
 	fmt.Fprintf(os.Stderr, "%s: %d deliveries, %d lost, %d duplicated, %.0f ns server CPU each\n",
@@ -393,13 +448,21 @@ func helloFrame(room string) []byte {
 	return fmt.Appendf(nil, `{"type":"join","room":%q}`, room)
 }
 
-// publish sends message i to the room, carrying its send time.
-func publish(pub *websocket.Conn, i int) error {
+// prev returns the deliveries expected before message k.
+func prev(cumulative []int64, k int) int64 {
+	if k == 0 {
+		return 0
+	}
+	return cumulative[k-1]
+}
+
+// publish sends message i to room, carrying its send time.
+func publish(pub *websocket.Conn, i int, room string) error {
 	now := time.Now().UnixNano()
 	if ext == nil {
-		return pub.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"chat","room":"big","data":{"seq":%d,"t":%d}}`, i, now))
+		return pub.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"chat","room":%q,"data":{"seq":%d,"t":%d}}`, room, i, now))
 	}
-	body := strings.NewReplacer("{room}", "big", "{t}", fmt.Sprint(now)).Replace(ext.publish)
+	body := strings.NewReplacer("{room}", room, "{t}", fmt.Sprint(now)).Replace(ext.publish)
 	if ext.publishURL == "" {
 		return pub.WriteMessage(websocket.TextMessage, []byte(body))
 	}

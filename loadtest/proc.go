@@ -38,6 +38,7 @@ func serve(impl, addr, rawAddr string, pod serveOptions) error {
 				RateLimit:              -1,   // the publisher sends as fast as asked
 				DisableJoinLeaveEvents: true, // one big room: no N² join events
 				SendQueueSize:          1024,
+				MaxRoomsPerConn:        100_000, // the publisher joins every room of the layout
 			},
 			Pprof:     os.Getenv("LOADTEST_PPROF") != "",
 			ReusePort: pod.reusePort,
