@@ -127,17 +127,24 @@ func (c *conn) enqueue(b []byte, control bool) bool {
 		c.fail(wsframe.ClosePolicyViolation, "slow consumer: send queue full")
 		return false
 	}
-	if c.queue == nil {
-		c.queue = getQueue()
-	}
-	c.queue = append(c.queue, b)
-	kick := !c.flushing
-	c.flushing = true
+	kick := c.pushLocked(b)
 	c.mu.Unlock()
 	if kick {
 		c.kick(workFlush)
 	}
 	return true
+}
+
+// pushLocked appends a frame to the queue (c.mu held) and reports whether
+// the caller must start the writer: true when no flush was pending.
+func (c *conn) pushLocked(b []byte) (kick bool) {
+	if c.queue == nil {
+		c.queue = getQueue()
+	}
+	c.queue = append(c.queue, b)
+	kick = !c.flushing
+	c.flushing = true
+	return kick
 }
 
 // Close closes the connection gracefully: a close frame (1000, or 1001 while
@@ -178,12 +185,7 @@ func (c *conn) closeWith(code uint16, reason string, linger time.Duration) {
 	}
 	c.closeQueued = true
 	c.state.CompareAndSwap(stateOpen, stateClosing)
-	if c.queue == nil {
-		c.queue = getQueue()
-	}
-	c.queue = append(c.queue, frame)
-	kick := !c.flushing
-	c.flushing = true
+	kick := c.pushLocked(frame)
 	c.mu.Unlock()
 	if code != wsframe.CloseNormal && code != wsframe.CloseNoStatus && code != wsframe.CloseGoingAway {
 		c.h.logger.Debug("realtime: closing connection", "conn", c.id, "code", code, "reason", reason)
