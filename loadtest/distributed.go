@@ -315,5 +315,18 @@ func runDistributed(ctx context.Context, pods, procs, n, msgs int, rate float64,
 		float64(cpuTotal)/float64(max(agg.Deliveries, 1)), ms(quantile(agg.Latency, 0.5)), ms(quantile(agg.Latency, 0.99)), ms(time.Duration(agg.MaxNs)))
 	b, _ := json.MarshalIndent(map[string]any{"pods": figs, "total": agg, "connect_rate_per_s": connectRate,
 		"deliveries_per_s": float64(agg.Deliveries) / elapsed.Seconds()}, "", "  ")
-	return os.WriteFile(filepath.Join(outDir, "distributed.json"), b, 0o644)
+	if err := os.WriteFile(filepath.Join(outDir, "distributed.json"), b, 0o644); err != nil {
+		return err
+	}
+	// The same HTML report: one row per pod, and the total with the latency.
+	var rows []result
+	for i, f := range figs {
+		rows = append(rows, result{Target: fmt.Sprintf("pod%d", i), Conns: f.Conns, Runs: 1, RSSPerConn: f.RSSPerConn,
+			RSSPerConnGC: f.RSSGCPerCon, GoroutinesAdded: f.Goroutines, CPUPerDelivery: f.CPUPerDeliv, Latency: make([]uint64, histBuckets)})
+	}
+	rows = append(rows, result{Target: "total", Conns: sumConns, Runs: 1, ConnectRate: connectRate, Deliveries: agg.Deliveries,
+		Lost: agg.Lost, Duplicates: agg.Duplicates, DeliveriesPerS: float64(agg.Deliveries) / elapsed.Seconds(),
+		CPUPerDelivery: float64(cpuTotal) / float64(max(agg.Deliveries, 1)), Latency: agg.Latency,
+		P50ms: ms(quantile(agg.Latency, 0.5)), P99ms: ms(quantile(agg.Latency, 0.99)), MaxMs: ms(time.Duration(agg.MaxNs))})
+	return writeHTML(filepath.Join(outDir, "report.html"), rows, strings.Join(os.Args, " "))
 }
