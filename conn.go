@@ -62,7 +62,6 @@ type conn struct {
 	// Only the writer touches writeBlocked and scratch; only the reader the rest.
 	writeBlocked bool
 	readStopped  bool
-	status       presenceStatus
 	scratch      *netpoll.Scratch // the running task's buffers (polled), else nil
 	rd           wsframe.Reader
 	limiter      rateLimiter

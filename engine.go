@@ -68,10 +68,9 @@ func (e *engine) signalIdle() {
 func (e *engine) shutdown(ctx context.Context) error {
 	defer close(e.done)
 	e.handshakes.Wait() // handshakes in progress see stopping and refuse
-	started := false
-	e.startOnce.Do(func() {}) // a handler that never started has nothing to stop
-	started = e.pool != nil
-	if !started {
+	// A handler that never started has nothing to stop (and now never will).
+	e.startOnce.Do(func() {})
+	if e.pool == nil {
 		return nil
 	}
 	for _, c := range e.hb.all() {

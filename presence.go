@@ -66,26 +66,9 @@ func (h *Handler) userOffline(c *conn) bool {
 // Online reports whether user has at least one connection on this handler.
 func (h *Handler) Online(user string) bool { return h.presence.online(user) }
 
-// presenceStatus is a connection's presence as the client last set it,
-// kept in one byte.
-type presenceStatus uint8
-
-const (
-	statusOnline presenceStatus = iota
-	statusAway
-	statusOffline
-)
-
-func parseStatus(s string) (presenceStatus, bool) {
-	switch s {
-	case PresenceOnline:
-		return statusOnline, true
-	case PresenceAway:
-		return statusAway, true
-	case PresenceOffline:
-		return statusOffline, true
-	}
-	return 0, false
+// validStatus reports whether s is a presence status a client may set.
+func validStatus(s string) bool {
+	return s == PresenceOnline || s == PresenceAway || s == PresenceOffline
 }
 
 // recordOnline and recordMember tell a Broadcaster that keeps presence

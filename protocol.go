@@ -200,12 +200,10 @@ func (h *Handler) setPresence(c *conn, data json.RawMessage) {
 		h.sendError(c, ErrCodeBadData, `presence data must be {"status":"online"|"away"|"offline"}`)
 		return
 	}
-	st, ok := parseStatus(p.Status)
-	if !ok {
+	if !validStatus(p.Status) {
 		h.sendError(c, ErrCodeBadData, `presence status must be "online", "away" or "offline"`)
 		return
 	}
-	c.status = st
 	for _, room := range h.rooms.Rooms(c) {
 		h.presenceEvent(c, room, p.Status)
 	}
