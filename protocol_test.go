@@ -239,7 +239,8 @@ func forbidIf(b bool) error {
 }
 
 func TestRateLimit(t *testing.T) {
-	forEachDoor(t, HandlerConfig{RateLimit: 1, RateBurst: 3}, func(t *testing.T, ts *testServer) {
+	// One token per 30 s: the test's timing cannot refill the bucket.
+	forEachDoor(t, HandlerConfig{RateLimit: 1.0 / 30, RateBurst: 3}, func(t *testing.T, ts *testServer) {
 		a := dial(t, ts.url, nil)
 		for range 3 {
 			a.send(map[string]any{"type": "ping"})

@@ -87,7 +87,9 @@ func TestTLSFallback(t *testing.T) {
 // The server pings; a client that answers stays, one that stays silent is
 // closed after PongTimeout.
 func TestHeartbeat(t *testing.T) {
-	cfg := HandlerConfig{PingInterval: 160 * time.Millisecond, PongTimeout: 600 * time.Millisecond}
+	// The answering client has PongTimeout (2 s) to answer pings sent every
+	// 200 ms: generous enough for a loaded -race run.
+	cfg := HandlerConfig{PingInterval: 200 * time.Millisecond, PongTimeout: 2 * time.Second}
 	forEachDoor(t, cfg, func(t *testing.T, ts *testServer) {
 		alive := dial(t, ts.url, nil)
 		pings := make(chan struct{}, 100)
@@ -110,7 +112,7 @@ func TestHeartbeat(t *testing.T) {
 		require.NoError(t, err)
 		defer silent.Close()
 
-		require.Eventually(t, func() bool { return ts.hub.ConnectionCount() == 1 }, 5*time.Second, 20*time.Millisecond,
+		require.Eventually(t, func() bool { return ts.hub.ConnectionCount() == 1 }, 10*time.Second, 20*time.Millisecond,
 			"the silent connection is closed")
 		assert.GreaterOrEqual(t, len(pings), 2, "the answering client was pinged")
 		select {

@@ -83,7 +83,11 @@ type Bus struct {
 	stopped map[int]chan struct{} // partitions whose last subscription is still stopping
 
 	confirmedMu sync.Mutex
-	confirmed   map[string]bool // channels Redis confirmed as subscribed
+	confirmed   map[string]int64 // channel → when Redis confirmed the subscription (unix ns)
+	// brokenSince is when the link was last known good before the canary
+	// showed it broken: rueidis resubscribes after a reconnect without
+	// reporting the drop, so confirmations older than this are stale.
+	brokenSince atomic.Int64
 
 	lastCanary atomic.Int64 // unix nanoseconds when a canary came back
 	started    atomic.Int64
@@ -123,7 +127,7 @@ func New(client rueidis.Client, pod string, opts Options, handle Handler) *Bus {
 		watch:     make([]int32, opts.Partitions),
 		subs:      map[int]*subscription{},
 		stopped:   map[int]chan struct{}{},
-		confirmed: map[string]bool{},
+		confirmed: map[string]int64{},
 	}
 }
 
@@ -228,7 +232,11 @@ func (b *Bus) subscribe(channel string, direct bool, prev <-chan struct{}) *subs
 		}
 		hctx := rueidis.WithOnSubscriptionHook(ctx, func(s rueidis.PubSubSubscription) {
 			b.confirmedMu.Lock()
-			b.confirmed[s.Channel] = s.Kind == "ssubscribe"
+			if s.Kind == "ssubscribe" {
+				b.confirmed[s.Channel] = time.Now().UnixNano()
+			} else {
+				delete(b.confirmed, s.Channel)
+			}
 			b.confirmedMu.Unlock()
 			if s.Kind == "ssubscribe" {
 				b.subscribed.Add(1)
@@ -319,6 +327,9 @@ func (b *Bus) Run(ctx context.Context) error {
 }
 
 func (b *Bus) canary(ctx context.Context) {
+	if last := b.lastCanary.Load(); last != 0 && time.Since(time.Unix(0, last)) > 3*b.opts.CanaryInterval {
+		b.brokenSince.Store(last) // confirmations before this may be from a connection that is gone
+	}
 	cctx, cancel := context.WithTimeout(ctx, b.opts.CanaryInterval)
 	defer cancel()
 	cmd := b.client.B().Spublish().Channel(b.DirectChannel(b.pod)).
@@ -326,12 +337,17 @@ func (b *Bus) canary(ctx context.Context) {
 	b.client.Do(cctx, cmd) // a failure shows as a late canary
 }
 
-// Listening reports whether Redis has confirmed the subscription to key's
-// partition, so that what is published to key from now on reaches this pod.
+// Listening reports whether what is published to key from now on reaches
+// this pod: the link delivers (Ready) and Redis confirmed the subscription
+// to key's partition since the link last broke.
 func (b *Bus) Listening(key string) bool {
+	if b.Ready() != nil {
+		return false
+	}
 	b.confirmedMu.Lock()
-	defer b.confirmedMu.Unlock()
-	return b.confirmed[b.PartitionChannel(b.Partition(key))]
+	at := b.confirmed[b.PartitionChannel(b.Partition(key))]
+	b.confirmedMu.Unlock()
+	return at != 0 && at > b.brokenSince.Load()
 }
 
 // Ready returns nil if a canary sent through Redis came back within the last
