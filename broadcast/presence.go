@@ -138,7 +138,9 @@ func (p *Presence) Run(ctx context.Context) error {
 // back empty) or it had expired (this pod stalled, and others may have
 // removed its entries as a dead pod's), the pod writes all its entries again.
 func (p *Presence) renew(ctx context.Context) {
-	rctx, cancel := context.WithTimeout(ctx, p.ttl/3)
+	// Not TTL/3: right after Redis comes back the client must reconnect,
+	// and a deadline shorter than that can cancel every attempt in turn.
+	rctx, cancel := context.WithTimeout(ctx, max(p.ttl/3, 5*time.Second))
 	defer cancel()
 	now := time.Now()
 	old, err := p.client.Do(rctx, p.client.B().Zscore().Key(p.podsKey()).Member(p.self).Build()).AsFloat64()

@@ -144,30 +144,52 @@ func TestTwoProcesses(t *testing.T) {
 	next(a, "join")
 	next(b, "join")
 	// The second process may not hear room r yet: publish until it does.
+	// One reader goroutine per client (a gorilla read that times out leaves
+	// the connection failed, so no read deadlines here).
+	chats := func(c *websocket.Conn) <-chan msg {
+		ch := make(chan msg, 64)
+		go func() {
+			defer close(ch)
+			for {
+				var m msg
+				if c.ReadJSON(&m) != nil {
+					return
+				}
+				if m.Type == "chat" {
+					ch <- m
+				}
+			}
+		}()
+		return ch
+	}
+	aChats, bChats := chats(a), chats(b)
 	require.Eventually(t, func() bool {
 		a.WriteJSON(map[string]any{"type": "chat", "room": "r", "data": "probe"})
-		b.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		var m msg
-		for b.ReadJSON(&m) == nil {
-			if m.Type == "chat" {
-				return true
+		select {
+		case <-bChats:
+			return true
+		case <-time.After(300 * time.Millisecond):
+			return false
+		}
+	}, 15*time.Second, 10*time.Millisecond)
+	wait := func(ch <-chan msg, data string) msg {
+		t.Helper()
+		for {
+			select {
+			case m, ok := <-ch:
+				require.True(t, ok, "connection closed")
+				if string(m.Data) == data {
+					return m
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no %s", data)
 			}
 		}
-		return false
-	}, 10*time.Second, 10*time.Millisecond)
+	}
 	require.NoError(t, a.WriteJSON(map[string]any{"type": "chat", "room": "r", "data": "hello"}))
-	for {
-		if m := next(b, "chat"); string(m.Data) == `"hello"` {
-			assert.Equal(t, aID, m.From)
-			break
-		}
-	}
+	assert.Equal(t, aID, wait(bChats, `"hello"`).From)
 	require.NoError(t, b.WriteJSON(map[string]any{"type": "chat", "to": aID, "data": "dm"}))
-	for {
-		if m := next(a, "chat"); string(m.Data) == `"dm"` {
-			assert.Equal(t, bID, m.From)
-			assert.Equal(t, aID, m.To)
-			break
-		}
-	}
+	dm := wait(aChats, `"dm"`)
+	assert.Equal(t, bID, dm.From)
+	assert.Equal(t, aID, dm.To)
 }
