@@ -1,7 +1,6 @@
 package realtime
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -28,7 +27,6 @@ func TestSmokeChat(t *testing.T) {
 				assert.False(t, m.Timestamp.IsZero())
 			}
 			require.Equal(t, 2, ts.hub.RoomCount("lobby"))
-			var _ = json.RawMessage{}
 		})
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -269,8 +268,6 @@ func TestIdleConnectionsCostNoGoroutine(t *testing.T) {
 		})
 	}
 }
-
-var _ = net.Dial
 
 // Regression: a client whose first frame arrives while the server is still
 // registering its socket with epoll must go on being read afterwards. (The

@@ -71,7 +71,6 @@ type serveOptions struct {
 	reusePort bool
 	adminAddr string
 	redis     string
-	podID     string
 }
 
 // serverProc is a server process the load test started.

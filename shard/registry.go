@@ -245,14 +245,7 @@ func (r *Registry[C]) Get(id string) (c C, ok bool) {
 // shard's read lock, so that fn never runs after Unregister(id) returned.
 // It returns false if id is not registered, else what fn returned.
 func (r *Registry[C]) Do(id string, fn func(C) bool) bool {
-	sh := r.connShard(id)
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	e, ok := sh.byID[id]
-	if !ok {
-		return false
-	}
-	return fn(e.conn)
+	return DoWith(r, id, fn, func(c C, fn func(C) bool) bool { return fn(c) })
 }
 
 // DoWith is Do for a function that takes an argument, so that callers on a
