@@ -78,8 +78,8 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 		client, err := rueidis.NewClient(rueidis.ClientOption{
 			InitAddress:  opts.RedisAddrs,
 			DisableCache: true,
-			// Concurrent publishes share writes: 2.6x the throughput of no
-			// delay, for at most 20 µs (bench: BenchmarkPublish).
+			// Concurrent publishes share writes: about 2.5x the throughput
+			// of no delay, for at most 20 µs (bench: BenchmarkPublish).
 			MaxFlushDelay:     20 * time.Microsecond,
 			ForceSingleClient: !opts.RedisCluster && len(opts.RedisAddrs) == 1,
 		})
