@@ -79,7 +79,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench '^BenchmarkJoinLeaveUnderBroadcast$$' -benchmem -cpu 2 -count $(BENCHCOUNT) -benchtime 20000x ./bench/ | tee -a $(OUT)/bench.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkSendTo$$' -benchmem -cpu 1,2 -count $(BENCHCOUNT) ./bench/ | tee -a $(OUT)/bench.txt
 	@echo
-	$(GO) run ./internal/benchtable < $(OUT)/bench.txt | tee $(OUT)/bench.md
+	$(GO) run ./cmd/benchtable < $(OUT)/bench.txt | tee $(OUT)/bench.md
 	@echo
 	@echo "Redis (a redis-server on a free loopback port):"
 	$(GO) test -run '^$$' -bench '^BenchmarkPublish$$' -benchtime 3s -count $(BENCHCOUNT) ./bench/ | tee $(OUT)/bench-redis.txt

@@ -113,6 +113,10 @@ func runDistributed(ctx context.Context, pods, procs, n, msgs int, rate float64,
 	if err != nil {
 		return err
 	}
+	bin, err := serverBinary("realtime")
+	if err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -123,7 +127,8 @@ func runDistributed(ctx context.Context, pods, procs, n, msgs int, rate float64,
 		if err != nil {
 			return err
 		}
-		cmd := exec.Command(self, "-serve", "realtime", "-addr", shared, "-reuseport", "-admin-addr", admin, "-redis", redisAddr)
+		args := append([]string{"-addr", shared, "-reuseport", "-admin-addr", admin, "-redis", redisAddr}, serverArgs...)
+		cmd := exec.Command(bin, args...)
 		logf, err := os.Create(filepath.Join(outDir, fmt.Sprintf("pod%d.log", i)))
 		if err != nil {
 			return err

@@ -56,14 +56,9 @@ type result struct {
 
 func main() {
 	var (
-		serveImpl = flag.String("serve", "", "(internal) run as the server process: realtime or baseline")
-		addr      = flag.String("addr", "", "(internal) server HTTP address")
-		rawAddr   = flag.String("raw-addr", "", "(internal) server raw-door address")
-		reuse     = flag.Bool("reuseport", false, "(internal) server: SO_REUSEPORT")
-		adminAddr = flag.String("admin-addr", "", "(internal) server: admin address")
-		redisAddr = flag.String("redis", "", "(internal) server: Redis address")
 		fleetMode = flag.Bool("fleet", false, "(internal) run as a load-generator process of a distributed run")
 		fleetFrom = flag.Int("fleet-first", 0, "(internal) index of this process's first connection")
+		binFlag   = flag.String("bin-dir", "", "where the realtime and baseline server binaries are (default: beside this executable; make loadtest builds them there)")
 		pods      = flag.Int("pods", 1, "server processes sharing one port (SO_REUSEPORT) behind a Redis the load test starts; >1 runs our server only")
 		procs     = flag.Int("procs", 0, "load-generator processes (default: one per 19,500 connections)")
 
@@ -85,16 +80,10 @@ func main() {
 		extPID   = flag.Int("server-pid", 0, "with -url: the server's PID on this machine, to read its RSS and CPU")
 	)
 	flag.Parse()
+	binDir = *binFlag
 	if *fleetMode {
 		if err := runFleet(*extURL, *conns, *fleetFrom, *msgs); err != nil {
 			fmt.Fprintln(os.Stderr, "fleet:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if *serveImpl != "" {
-		if err := serve(*serveImpl, *addr, *rawAddr, serveOptions{reusePort: *reuse, adminAddr: *adminAddr, redis: *redisAddr}); err != nil {
-			fmt.Fprintln(os.Stderr, "serve:", err)
 			os.Exit(1)
 		}
 		return

@@ -2,75 +2,46 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/realtimehub/realtime"
-	"github.com/realtimehub/realtime/internal/baseline"
-	"github.com/realtimehub/realtime/internal/debugstats"
-	"github.com/realtimehub/realtime/internal/server"
 )
 
-// serve is the server-process mode: the load test starts itself with -serve
-// so that the server it measures is a process of its own (its RSS and CPU
-// are read from /proc, apart from the load generator's).
-func serve(impl, addr, rawAddr string, pod serveOptions) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	switch impl {
-	case "realtime":
-		return server.Run(ctx, server.Options{
-			Addr:    addr,
-			RawAddr: rawAddr,
-			Handler: realtime.HandlerConfig{
-				RateLimit:              -1,   // the publisher sends as fast as asked
-				DisableJoinLeaveEvents: true, // one big room: no N² join events
-				SendQueueSize:          1024,
-				MaxRoomsPerConn:        100_000, // the publisher joins every room of the layout
-			},
-			Pprof:     os.Getenv("LOADTEST_PPROF") != "",
-			ReusePort: pod.reusePort,
-			AdminAddr: pod.adminAddr,
-			RedisAddrs: func() []string {
-				if pod.redis == "" {
-					return nil
-				}
-				return []string{pod.redis}
-			}(),
-		}, logger, nil)
-	case "baseline":
-		hub := baseline.New(logger)
-		mux := http.NewServeMux()
-		mux.Handle("/ws", hub)
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-		mux.Handle("/debug/stats", debugstats.Handler(hub.Connections))
-		srv := &http.Server{Addr: addr, Handler: mux}
-		go func() { <-ctx.Done(); srv.Close() }()
-		if err := srv.ListenAndServe(); err != http.ErrServerClosed {
-			return err
-		}
-		return nil
-	}
-	return fmt.Errorf("unknown -serve %q", impl)
-}
+// serverArgs are the flags every realtime server process of the load test
+// gets besides its addresses: the publisher sends as fast as asked (no rate
+// limit), one big room wants no N² join events, and the publisher joins
+// every room of the layout.
+var serverArgs = []string{"-rate-limit", "-1", "-no-join-events", "-send-queue", "1024", "-max-rooms", "100000"}
 
-// serveOptions are the server-process flags of a pod in a distributed run.
-type serveOptions struct {
-	reusePort bool
-	adminAddr string
-	redis     string
+// binDir is where the server binaries (realtime, baseline) are: beside the
+// load test's own executable unless -bin-dir says otherwise. `make loadtest`
+// builds all three there.
+var binDir string
+
+// serverBinary returns the path of the binary that serves impl ("realtime"
+// or "baseline"), or an error that says how to build it.
+func serverBinary(impl string) (string, error) {
+	dir := binDir
+	if dir == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Dir(self)
+	}
+	path := filepath.Join(dir, impl)
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("no %s server binary at %s: build it with `go build -o %s ./cmd/%s` (make loadtest does)", impl, path, path, impl)
+	}
+	return path, nil
 }
 
 // serverProc is a server process the load test started.
@@ -91,14 +62,17 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// startServer starts `self -serve impl` and waits for /healthz. door is
+// startServer starts the impl server binary and waits for /healthz. door is
 // "http" or "raw" (ours only).
 func startServer(impl, door string, logPath string) (*serverProc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-serve", impl, "-addr", addr}
+	args := []string{"-addr", addr}
+	if impl == "realtime" {
+		args = append(args, serverArgs...)
+	}
 	wsURL := "ws://" + addr + "/ws"
 	if door == "raw" {
 		raw, err := freeAddr()
@@ -108,11 +82,11 @@ func startServer(impl, door string, logPath string) (*serverProc, error) {
 		args = append(args, "-raw-addr", raw)
 		wsURL = "ws://" + raw + "/ws"
 	}
-	self, err := os.Executable()
+	bin, err := serverBinary(impl)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, args...)
+	cmd := exec.Command(bin, args...)
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -197,16 +171,27 @@ func (p *serverProc) cpu() (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTick, nil
 }
 
+// serverStats is the JSON a server's /debug/stats answers (the realtime and
+// baseline binaries serve it from cmd/internal/debugstats): the load test
+// reads it from any server that has it.
+type serverStats struct {
+	Goroutines  int    `json:"goroutines"`
+	HeapInuse   uint64 `json:"heap_inuse"`
+	HeapObjects uint64 `json:"heap_objects"`
+	Sys         uint64 `json:"sys"`
+	Connections int    `json:"connections"`
+}
+
 // stats reads /debug/stats; gc first collects and returns memory to the OS.
-func (p *serverProc) stats(gc bool) (debugstats.Stats, error) {
+func (p *serverProc) stats(gc bool) (serverStats, error) {
 	if p.httpURL == "" {
-		return debugstats.Stats{}, fmt.Errorf("no stats endpoint")
+		return serverStats{}, fmt.Errorf("no stats endpoint")
 	}
 	url := p.httpURL + "/debug/stats"
 	if gc {
 		url += "?gc=1"
 	}
-	var s debugstats.Stats
+	var s serverStats
 	resp, err := http.Get(url)
 	if err != nil {
 		return s, err

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/realtimehub/realtime/internal/server"
+	"github.com/realtimehub/realtime/cmd/realtime/internal/server"
 )
 
 func main() {
@@ -35,6 +35,9 @@ func main() {
 	flag.BoolVar(&opts.RedisCluster, "redis-cluster", false, "the Redis addresses are Redis Cluster nodes")
 	jwtSecret := flag.String("jwt-secret", os.Getenv("REALTIME_JWT_SECRET"), "HS256 secret: clients need a signed token (sub = user ID) in Authorization: Bearer or ?token=")
 	flag.BoolVar(&opts.InsecureDevAuth, "insecure-dev-auth", false, "INSECURE: take the user ID from ?user= (demo and load tests only)")
+	flag.StringVar(&opts.AdminAddr, "admin-addr", os.Getenv("REALTIME_ADMIN_ADDR"), "optional address of this process alone for /healthz, /readyz, /metrics and /debug/stats (needed with -reuseport)")
+	flag.BoolVar(&opts.ReusePort, "reuseport", false, "open -addr and -raw-addr with SO_REUSEPORT, so that several server processes share a port")
+	flag.BoolVar(&opts.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (profiling only)")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
 	flag.Parse()
 	if *jwtSecret != "" {

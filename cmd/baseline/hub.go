@@ -1,4 +1,4 @@
-// Package baseline is the classic goroutine-per-connection WebSocket hub,
+// The baseline is the classic goroutine-per-connection WebSocket hub,
 // written the way the original realtime package is usually implemented with
 // gorilla/websocket (its chat example, plus rooms): a reader and a writer
 // goroutine per connection, a buffered send channel, one RWMutex over
@@ -6,7 +6,7 @@
 // the writer. The load test runs it beside ours so that figures are ratios
 // measured in the same run. It speaks the subset of our protocol the load
 // test uses: join, leave, and room messages.
-package baseline
+package main
 
 import (
 	"encoding/json"

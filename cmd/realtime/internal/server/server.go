@@ -20,8 +20,8 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/realtimehub/realtime"
-	"github.com/realtimehub/realtime/internal/debugstats"
-	"github.com/realtimehub/realtime/internal/metrics"
+	"github.com/realtimehub/realtime/cmd/internal/debugstats"
+	"github.com/realtimehub/realtime/cmd/realtime/internal/metrics"
 )
 
 // Options configures Run. The zero value serves on 127.0.0.1:8080.
