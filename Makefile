@@ -43,7 +43,7 @@ RATE  ?= 25
 REPEAT ?= 3
 loadtest:
 	@mkdir -p $(OUT)
-	$(GO) build -o $(OUT)/bin/loadtest ./loadtest
+	$(GO) build -o $(OUT)/bin/ ./loadtest ./cmd/realtime ./cmd/baseline
 	$(OUT)/bin/loadtest -conns $(CONNS) -msgs $(MSGS) -rate $(RATE) -repeat $(REPEAT) -out $(OUT)/loadtest $(ARGS)
 
 ## vet: go vet and a gofmt check.

@@ -14,13 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/realtimehub/realtime"
-	"github.com/realtimehub/realtime/bench"
+	"github.com/realtimehub/realtime/internal/fake"
 )
 
 // The handler works with any Hub, not only ours: here the naive baseline.
 // Without a ShardedHub, Shutdown is the caller's to call.
 func TestHandlerWithForeignHub(t *testing.T) {
-	hub := bench.NewNaiveHub()
+	hub := fake.NewNaiveHub[realtime.Connection](func(m *realtime.Message) string { return m.Room })
 	h := realtime.NewHandler(hub, slog.New(slog.DiscardHandler), realtime.HandlerConfig{MaxRoomsPerConn: 1})
 	srv := httptest.NewServer(h.Routes())
 	defer srv.Close()

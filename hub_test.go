@@ -13,75 +13,20 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/realtimehub/realtime/internal/fake"
 )
 
-// plainConn is a Connection as a user writes it: Send only, no FrameSender.
-type plainConn struct {
-	id, user string
-	refuse   atomic.Bool // Send returns false, as with a full queue
-	closed   atomic.Int32
-	gone     atomic.Bool // set by a test once Unregister returned
-	late     atomic.Int64
+// The hub's test doubles (internal/fake): a Connection as a user writes it
+// (Send only) and one that takes encoded frames, as our own connection does.
+type (
+	plainConn = fake.Conn[Message]
+	frameConn = fake.FrameConn[Message, *Frame]
+)
 
-	mu   sync.Mutex
-	msgs []*Message
-}
+func newPlain(id string) *plainConn { return fake.NewConn[Message](id, "u-"+id) }
 
-func newPlain(id string) *plainConn { return &plainConn{id: id, user: "u-" + id} }
-
-func (c *plainConn) ID() string     { return c.id }
-func (c *plainConn) UserID() string { return c.user }
-func (c *plainConn) Close()         { c.closed.Add(1) }
-func (c *plainConn) Send(m *Message) bool {
-	if c.gone.Load() {
-		c.late.Add(1)
-	}
-	if c.refuse.Load() {
-		return false
-	}
-	c.mu.Lock()
-	c.msgs = append(c.msgs, m)
-	c.mu.Unlock()
-	return true
-}
-
-func (c *plainConn) received() []*Message {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]*Message(nil), c.msgs...)
-}
-
-// frameConn takes encoded frames, as our own connection type does.
-type frameConn struct {
-	plainConn
-	sends  atomic.Int64 // Send calls: must stay 0 for broadcasts
-	fmu    sync.Mutex
-	frames []*Frame
-}
-
-func newFrameConn(id string) *frameConn {
-	return &frameConn{plainConn: plainConn{id: id, user: "u-" + id}}
-}
-
-func (c *frameConn) Send(m *Message) bool { c.sends.Add(1); return c.plainConn.Send(m) }
-func (c *frameConn) SendFrame(f *Frame) bool {
-	if c.gone.Load() {
-		c.late.Add(1)
-	}
-	if c.refuse.Load() {
-		return false
-	}
-	c.fmu.Lock()
-	c.frames = append(c.frames, f)
-	c.fmu.Unlock()
-	return true
-}
-
-func (c *frameConn) gotFrames() []*Frame {
-	c.fmu.Lock()
-	defer c.fmu.Unlock()
-	return append([]*Frame(nil), c.frames...)
-}
+func newFrameConn(id string) *frameConn { return fake.NewFrameConn[Message, *Frame](id, "u-"+id) }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
@@ -104,7 +49,7 @@ func TestHubRegisterUnregister(t *testing.T) {
 	h.Unregister(a)
 	assert.Equal(t, 1, h.ConnectionCount())
 	assert.False(t, h.SendTo("a", chat("", "x")))
-	assert.Zero(t, a.closed.Load(), "Unregister does not close: the caller owns the connection")
+	assert.Zero(t, a.Closed.Load(), "Unregister does not close: the caller owns the connection")
 }
 
 func TestHubDuplicateIDReplacesAndClosesOld(t *testing.T) {
@@ -114,14 +59,14 @@ func TestHubDuplicateIDReplacesAndClosesOld(t *testing.T) {
 	h.JoinRoom(old, "r")
 	h.Register(fresh)
 	assert.Equal(t, 1, h.ConnectionCount())
-	assert.EqualValues(t, 1, old.closed.Load(), "the stale connection is closed")
+	assert.EqualValues(t, 1, old.Closed.Load(), "the stale connection is closed")
 	assert.Equal(t, 0, h.RoomCount("r"), "and removed from its rooms")
 
 	h.Unregister(old) // the old value must not remove the new one
 	assert.Equal(t, 1, h.ConnectionCount())
 	assert.True(t, h.SendTo("same", chat("", "hi")))
-	assert.Len(t, fresh.received(), 1)
-	assert.Empty(t, old.received())
+	assert.Len(t, fresh.Received(), 1)
+	assert.Empty(t, old.Received())
 }
 
 func TestHubRooms(t *testing.T) {
@@ -143,14 +88,14 @@ func TestHubRooms(t *testing.T) {
 	assert.Equal(t, 2, h.RoomCount("r"))
 
 	h.Broadcast(chat("r", "hello"))
-	assert.Len(t, a.received(), 1, "joined twice, delivered once")
-	assert.Len(t, b.received(), 1)
-	assert.Empty(t, c.received())
+	assert.Len(t, a.Received(), 1, "joined twice, delivered once")
+	assert.Len(t, b.Received(), 1)
+	assert.Empty(t, c.Received())
 
 	h.LeaveRoom(a, "r")
 	h.Broadcast(chat("r", "again"))
-	assert.Len(t, a.received(), 1)
-	assert.Len(t, b.received(), 2)
+	assert.Len(t, a.Received(), 1)
+	assert.Len(t, b.Received(), 2)
 
 	h.Unregister(b)
 	assert.Equal(t, 0, h.RoomCount("r"), "unregister leaves every room")
@@ -188,7 +133,7 @@ func TestHubBroadcastAll(t *testing.T) {
 	msg := &Message{Type: MessageTypeNotification, Data: json.RawMessage(`1`)}
 	h.Broadcast(msg)
 	for _, c := range conns {
-		got := c.received()
+		got := c.Received()
 		require.Len(t, got, 1)
 		assert.Same(t, msg, got[0])
 	}
@@ -212,19 +157,19 @@ func TestHubBroadcastEncodesOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 4, n)
 
-	first := fast[0].gotFrames()
+	first := fast[0].Frames()
 	require.Len(t, first, 1)
 	want, err := json.Marshal(msg)
 	require.NoError(t, err)
 	assert.Equal(t, want, first[0].Payload())
 	for _, c := range fast {
-		got := c.gotFrames()
+		got := c.Frames()
 		require.Len(t, got, 1)
 		assert.Same(t, first[0], got[0], "the same frame value for every recipient")
-		assert.Zero(t, c.sends.Load())
+		assert.Zero(t, c.Sends.Load())
 	}
-	require.Len(t, plain.received(), 1)
-	assert.Same(t, msg, plain.received()[0])
+	require.Len(t, plain.Received(), 1)
+	assert.Same(t, msg, plain.Received()[0])
 }
 
 func TestHubBroadcastBadMessage(t *testing.T) {
@@ -234,7 +179,7 @@ func TestHubBroadcastBadMessage(t *testing.T) {
 	h.JoinRoom(c, "r")
 	_, err := h.BroadcastCount(&Message{Type: "chat", Room: "r", Data: json.RawMessage(`{bad`)})
 	assert.Error(t, err)
-	assert.Empty(t, c.gotFrames())
+	assert.Empty(t, c.Frames())
 	assert.False(t, h.SendTo("c", &Message{Type: "chat", Data: json.RawMessage(`{bad`)}))
 }
 
@@ -247,10 +192,10 @@ func TestHubSendTo(t *testing.T) {
 	assert.True(t, h.SendTo("f", chat("", "to f")))
 	assert.False(t, h.SendTo("nobody", chat("", "x")), "unknown ID")
 	assert.False(t, h.SendTo("p", nil))
-	assert.Len(t, p.received(), 1)
-	assert.Len(t, f.gotFrames(), 1)
+	assert.Len(t, p.Received(), 1)
+	assert.Len(t, f.Frames(), 1)
 
-	p.refuse.Store(true)
+	p.Refuse.Store(true)
 	assert.False(t, h.SendTo("p", chat("", "full")), "a connection whose Send returns false")
 }
 
@@ -259,7 +204,7 @@ func TestHubSendTo(t *testing.T) {
 func TestHubRefusingConnection(t *testing.T) {
 	h := NewHub(quietLogger(), WithShards(4))
 	good, bad := newFrameConn("good"), newFrameConn("bad")
-	bad.refuse.Store(true)
+	bad.Refuse.Store(true)
 	for _, c := range []*frameConn{good, bad} {
 		h.Register(c)
 		h.JoinRoom(c, "r")
@@ -269,7 +214,7 @@ func TestHubRefusingConnection(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 1, n)
 	}
-	assert.Len(t, good.gotFrames(), 5)
+	assert.Len(t, good.Frames(), 5)
 	st := h.Stats()
 	assert.EqualValues(t, 5, st.Broadcasts)
 	assert.EqualValues(t, 5, st.Delivered)
@@ -292,7 +237,7 @@ func TestHubStripedBroadcast(t *testing.T) {
 		assert.Equal(t, 100, n)
 	}
 	for _, c := range conns {
-		assert.Len(t, c.gotFrames(), 3)
+		assert.Len(t, c.Frames(), 3)
 	}
 }
 
@@ -317,14 +262,14 @@ func TestHubRunClosesEverything(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 	for _, c := range conns {
-		assert.EqualValues(t, 1, c.closed.Load())
+		assert.EqualValues(t, 1, c.Closed.Load())
 	}
 	assert.Equal(t, 0, h.ConnectionCount())
 	assert.Equal(t, 0, h.RoomCount("r"))
 
 	late := newPlain("late")
 	assert.ErrorIs(t, h.Add(late), ErrHubClosed)
-	assert.EqualValues(t, 1, late.closed.Load(), "a connection arriving after shutdown is closed")
+	assert.EqualValues(t, 1, late.Closed.Load(), "a connection arriving after shutdown is closed")
 	assert.Equal(t, 0, h.ConnectionCount())
 }
 
@@ -376,10 +321,10 @@ func TestHubConcurrentStress(t *testing.T) {
 				var gone *atomic.Bool
 				if i%2 == 0 {
 					fc := newFrameConn(id)
-					c, gone = fc, &fc.gone
+					c, gone = fc, &fc.Gone
 				} else {
 					pc := newPlain(id)
-					c, gone = pc, &pc.gone
+					c, gone = pc, &pc.Gone
 				}
 				all.Store(id, c)
 				h.Register(c)
@@ -424,9 +369,9 @@ func TestHubConcurrentStress(t *testing.T) {
 	all.Range(func(_, v any) bool {
 		switch c := v.(type) {
 		case *frameConn:
-			late += c.late.Load()
+			late += c.Late.Load()
 		case *plainConn:
-			late += c.late.Load()
+			late += c.Late.Load()
 		}
 		return true
 	})

@@ -208,7 +208,7 @@ func TestRedisOutage(t *testing.T) {
 
 // Who is online and who is in a room, asked on any pod, across pods; a pod
 // that stops stops counting at once, and entries come back after Redis
-// restarts empty. (A pod whose process is killed: internal/server's
+// restarts empty. (A pod whose process is killed: cmd/realtime/internal/server's
 // TestKilledPodLeavesNoGhost.)
 func TestCrossPodPresence(t *testing.T) {
 	srv := redistest.Start(t)

@@ -24,12 +24,12 @@ var impls = []impl{
 	{
 		name:    "sharded",
 		newHub:  func() realtime.Hub { return realtime.NewHub(slog.New(slog.DiscardHandler)) },
-		newConn: func(id string) realtime.Connection { return &frameConn{queueConn{id: id}} },
+		newConn: func(id string) realtime.Connection { return newFrameConn(id) },
 	},
 	{
 		name:    "naive",
-		newHub:  func() realtime.Hub { return NewNaiveHub() },
-		newConn: func(id string) realtime.Connection { return &queueConn{id: id} },
+		newHub:  func() realtime.Hub { return newNaiveHub() },
+		newConn: func(id string) realtime.Connection { return newQueueConn(id) },
 	},
 }
 
@@ -70,10 +70,10 @@ func BenchmarkBroadcast(b *testing.B) {
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(members), "ns/delivery")
 				b.StopTimer()
 				// Every member got every message (the warm-up run included).
-				want := conns[0].(interface{ count() uint64 }).count()
+				want := delivered(conns[0])
 				require.GreaterOrEqual(b, want, uint64(b.N))
 				for _, c := range conns {
-					require.Equal(b, want, c.(interface{ count() uint64 }).count())
+					require.Equal(b, want, delivered(c))
 				}
 			})
 		}

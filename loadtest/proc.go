@@ -72,6 +72,9 @@ func startServer(impl, door string, logPath string) (*serverProc, error) {
 	args := []string{"-addr", addr}
 	if impl == "realtime" {
 		args = append(args, serverArgs...)
+		if os.Getenv("LOADTEST_PPROF") != "" {
+			args = append(args, "-pprof")
+		}
 	}
 	wsURL := "ws://" + addr + "/ws"
 	if door == "raw" {
