@@ -65,7 +65,6 @@ type conn struct {
 	scratch      *netpoll.Scratch // the running task's buffers (polled), else nil
 	rd           wsframe.Reader
 	limiter      rateLimiter
-	rooms        *[]string // only when the Hub is not a ShardedHub
 
 	hbBucket, hbPos int32 // place in the heartbeat wheel, guarded by its bucket
 }

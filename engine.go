@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/realtimehub/realtime/internal/wsframe"
 	"github.com/realtimehub/realtime/netpoll"
 )
 
@@ -19,7 +20,6 @@ type engine struct {
 	h *Handler
 
 	startOnce sync.Once
-	startErr  error
 	poller    *netpoll.Poller // nil where polling is unsupported
 	pool      *netpoll.Pool
 	hb        heartbeat
@@ -32,13 +32,19 @@ type engine struct {
 	fallback   sync.WaitGroup // reader goroutines
 	handshakes sync.WaitGroup // raw-door handshakes in progress
 	done       chan struct{}  // closed when shutdown finished
+
+	// afterRegister, when a test sets it, runs right after a connection's
+	// descriptor is registered with epoll, to widen a race window on purpose.
+	afterRegister func()
 }
 
 func newEngine(h *Handler) *engine {
 	return &engine{h: h, stopHB: make(chan struct{}), idle: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-func (e *engine) start() error {
+// start starts the engine once. Without epoll (or when it cannot be
+// created) connections fall back to a goroutine each, so start cannot fail.
+func (e *engine) start() {
 	e.startOnce.Do(func() {
 		if netpoll.Supported {
 			p, err := netpoll.New(e.h.cfg.Pollers, func(err error) {
@@ -53,7 +59,6 @@ func (e *engine) start() error {
 		e.pool = netpoll.NewPool(e.h.cfg.Workers)
 		e.hbDone.Go(func() { e.hb.run(&e.h.cfg, e.stopHB) })
 	})
-	return e.startErr
 }
 
 func (e *engine) signalIdle() {
@@ -74,7 +79,7 @@ func (e *engine) shutdown(ctx context.Context) error {
 		return nil
 	}
 	for _, c := range e.hb.all() {
-		c.fail(1001, "server shutting down")
+		c.fail(wsframe.CloseGoingAway, "server shutting down")
 	}
 	var err error
 	for e.live.Load() > 0 && err == nil {
@@ -99,7 +104,7 @@ func (e *engine) shutdown(ctx context.Context) error {
 	}
 	e.fallback.Wait()
 	if err != nil {
-		return errors.New("realtime: shutdown deadline passed; remaining connections were dropped")
+		return ErrShutdownTimeout
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package realtime
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -11,12 +12,17 @@ import (
 
 // Frame is a Message encoded once for all of its recipients: its JSON and the
 // complete WebSocket text frame that carries it. A Frame is immutable and
-// shared by every connection it is sent to; do not modify the slices that its
-// methods return.
+// shared by every connection it is sent to, so all its methods may be called
+// concurrently; do not modify the slices or the Message they return.
 type Frame struct {
-	msg  *Message
 	wire []byte // RFC 6455 frame header followed by the JSON payload
 	hdr  int    // header length in wire
+
+	// msg is the message encoded, or nil for a frame built from JSON, whose
+	// message is decoded on first use (only a Connection that is not a
+	// FrameSender needs it).
+	msg    *Message
+	decode sync.Once
 }
 
 // FrameSender is implemented by connections that can take an already encoded
@@ -45,6 +51,20 @@ func NewFrame(msg *Message) (*Frame, error) {
 	return newTextFrame(msg, payload), nil
 }
 
+// NewFrameJSON wraps payload, a Message already encoded to JSON (by NewFrame
+// on another pod, say), in a frame without decoding it: a Broadcaster that
+// receives encoded messages hands them to the hub this way, so a message is
+// encoded once in the whole system. payload is copied. It returns an error if
+// payload is not valid JSON.
+func NewFrameJSON(payload []byte) (*Frame, error) {
+	if !json.Valid(payload) {
+		return nil, errBadFrameJSON
+	}
+	return newTextFrame(nil, payload), nil
+}
+
+var errBadFrameJSON = errors.New("realtime: frame payload is not valid JSON")
+
 // encoder is a reusable JSON encoder with its buffer: encoding a frame then
 // costs the frame's own allocation, not json.Marshal's copy as well.
 type encoder struct {
@@ -69,7 +89,21 @@ func newTextFrame(msg *Message, payload []byte) *Frame {
 }
 
 // Message returns the message the frame encodes. It is shared: do not modify.
-func (f *Frame) Message() *Message { return f.msg }
+// For a frame made by NewFrameJSON it is decoded on the first call; a payload
+// that is not shaped like a Message gives a Message with only Data set.
+func (f *Frame) Message() *Message {
+	f.decode.Do(func() {
+		if f.msg != nil {
+			return
+		}
+		var m Message
+		if json.Unmarshal(f.Payload(), &m) != nil {
+			m = Message{Data: json.RawMessage(f.Payload())}
+		}
+		f.msg = &m
+	})
+	return f.msg
+}
 
 // Wire returns the complete WebSocket frame (header and payload), ready to be
 // written to a client.

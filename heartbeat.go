@@ -2,6 +2,8 @@ package realtime
 
 import (
 	"sync"
+
+	"github.com/realtimehub/realtime/internal/wsframe"
 	"sync/atomic"
 	"time"
 )
@@ -95,7 +97,7 @@ func (hb *heartbeat) sweep(i int, now time.Time, cfg *HandlerConfig, scratch []*
 		}
 		if c.lastRead.Load() < silentSince {
 			c.h.stats.timeouts.Add(1)
-			c.fail(1001, "ping timeout")
+			c.fail(wsframe.CloseGoingAway, "ping timeout")
 			continue
 		}
 		c.enqueue(pingFrame, true)

@@ -2,7 +2,6 @@ package realtime
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -11,18 +10,6 @@ import (
 	"time"
 
 	"github.com/realtimehub/realtime/shard"
-)
-
-// Errors returned by ShardedHub methods that report them.
-var (
-	// ErrNotRegistered: the connection is not registered with the hub.
-	ErrNotRegistered = shard.ErrNotRegistered
-	// ErrTooManyRooms: the connection is in as many rooms as allowed.
-	ErrTooManyRooms = shard.ErrTooManyRooms
-	// ErrHubClosed: the hub's Run has returned; it takes no connections.
-	ErrHubClosed = errors.New("hub closed")
-	// ErrHubRunning: Run was called while another Run is active or after it returned.
-	ErrHubRunning = errors.New("hub already run")
 )
 
 // HubOption configures a ShardedHub.
@@ -51,7 +38,7 @@ func WithFanoutWorkers(n int) HubOption { return func(o *hubOptions) { o.fanoutW
 // means fan-out makes one interface call per recipient and no type test.
 type sendAdapter struct{ Connection }
 
-func (a sendAdapter) SendFrame(f *Frame) bool { return a.Send(f.msg) }
+func (a sendAdapter) SendFrame(f *Frame) bool { return a.Send(f.Message()) }
 
 // asFrameSender returns conn's FrameSender view, wrapping it if needed.
 func asFrameSender(conn Connection) FrameSender {
@@ -138,10 +125,10 @@ func (h *ShardedHub) Run(ctx context.Context) error {
 	return nil
 }
 
-// onShutdown registers fn to run when Run's context ends, before the hub
-// closes the connections that are left. Handlers use it to close their
-// connections with 1001 and flush them.
-func (h *ShardedHub) onShutdown(fn func()) {
+// OnShutdown registers fn to run when Run's context ends, before the hub
+// closes the connections that are left; the functions run in parallel.
+// Handlers use it to close their connections with 1001 and flush them.
+func (h *ShardedHub) OnShutdown(fn func()) {
 	h.hooksMu.Lock()
 	h.hooks = append(h.hooks, fn)
 	h.hooksMu.Unlock()
@@ -287,33 +274,45 @@ func (h *ShardedHub) Broadcast(msg *Message) {
 
 // BroadcastCount is Broadcast that reports how many connections took the
 // message, and an error if the message cannot be encoded (then nobody gets it).
+// A message for a room with no member here is not encoded at all.
 func (h *ShardedHub) BroadcastCount(msg *Message) (delivered int, err error) {
+	if h.audience(msg.Room) == 0 {
+		return 0, nil
+	}
+	f, err := NewFrame(msg)
+	if err != nil {
+		return 0, err
+	}
+	return h.BroadcastFrame(msg.Room, f), nil
+}
+
+// audience returns how many connections a broadcast to room would visit.
+func (h *ShardedHub) audience(room string) int {
+	if room == "" {
+		return h.reg.Len()
+	}
+	return h.reg.RoomLen(room)
+}
+
+// BroadcastFrame delivers an encoded message to every member of room, or to
+// every connection if room is empty, and returns how many took it. It is how
+// a Broadcaster hands the hub a message it encoded once for the whole pod.
+func (h *ShardedHub) BroadcastFrame(room string, f *Frame) int {
 	start := time.Now()
 	var c shard.Counts
-	if msg.Room == "" {
-		if h.reg.Len() == 0 {
-			return 0, nil
-		}
-		f, err := NewFrame(msg)
-		if err != nil {
-			return 0, err
-		}
+	if room == "" {
 		c = h.reg.EachConn(h.workers, frameVisitor(f))
 	} else {
-		if h.reg.RoomLen(msg.Room) == 0 {
-			return 0, nil
-		}
-		f, err := NewFrame(msg)
-		if err != nil {
-			return 0, err
-		}
-		c = h.reg.EachInRoom(msg.Room, h.workers, frameVisitor(f))
+		c = h.reg.EachInRoom(room, h.workers, frameVisitor(f))
+	}
+	if c.Visited == 0 {
+		return 0
 	}
 	h.stats.observeFanout(time.Since(start).Seconds())
 	h.stats.broadcasts.Add(1)
 	h.stats.delivered.Add(uint64(c.Delivered))
 	h.stats.dropped.Add(uint64(c.Visited - c.Delivered))
-	return c.Delivered, nil
+	return c.Delivered
 }
 
 // frameVisitor returns the per-recipient step of a broadcast: one interface
@@ -334,6 +333,18 @@ func (h *ShardedHub) SendTo(connID string, msg *Message) bool {
 	}
 	return ok
 }
+
+// SendFrameTo delivers an encoded message to the connection registered under
+// connID and reports whether it took it.
+func (h *ShardedHub) SendFrameTo(connID string, f *Frame) bool {
+	ok := shard.DoWith(h.reg, connID, f, sendFrame)
+	if ok {
+		h.stats.delivered.Add(1)
+	}
+	return ok
+}
+
+func sendFrame(fs FrameSender, f *Frame) bool { return fs.SendFrame(f) }
 
 type sendToArgs struct {
 	h   *ShardedHub
@@ -358,6 +369,29 @@ func (h *ShardedHub) ConnectionCount() int { return h.reg.Len() }
 
 // RoomCount returns the number of connections in room (0 if it has none).
 func (h *ShardedHub) RoomCount(room string) int { return h.reg.RoomLen(room) }
+
+// WatchRooms calls fn for every room that has members now, then whenever a
+// room gets its first member (active) or loses its last. fn runs with the
+// room's shard locked: it must be quick and must not call the hub.
+func (h *ShardedHub) WatchRooms(fn func(room string, active bool)) {
+	h.reg.OnRoomChange(fn)
+	h.reg.EachRoom(func(room string) { fn(room, true) })
+}
+
+// EachRoom calls fn with every room that has a member.
+func (h *ShardedHub) EachRoom(fn func(room string)) { h.reg.EachRoom(fn) }
+
+// EachConnection calls fn for every member of room (every connection if room
+// is empty). fn runs under the hub's read locks: it must not block or call
+// the hub.
+func (h *ShardedHub) EachConnection(room string, fn func(Connection)) {
+	visit := func(fs FrameSender) bool { fn(unwrap(fs)); return true }
+	if room == "" {
+		h.reg.EachConn(1, visit)
+		return
+	}
+	h.reg.EachInRoom(room, 1, visit)
+}
 
 // NumRooms returns the number of rooms with at least one member.
 func (h *ShardedHub) NumRooms() int { return h.reg.NumRooms() }

@@ -72,15 +72,16 @@ func validStatus(s string) bool {
 }
 
 // recordOnline and recordMember tell a Broadcaster that keeps presence
-// across pods (RedisBroadcaster) about this pod's users.
+// across pods (a PresenceRecorder, such as RedisBroadcaster) about this pod's
+// users.
 func (h *Handler) recordOnline(user string, online bool) {
-	if pr, ok := h.cfg.Broadcaster.(presenceRecorder); ok && user != "" {
-		pr.recordOnline(user, online)
+	if h.recorder != nil && user != "" {
+		h.recorder.RecordOnline(user, online)
 	}
 }
 
 func (h *Handler) recordMember(room string, c *conn, delta int64) {
-	if pr, ok := h.cfg.Broadcaster.(presenceRecorder); ok && c.userID != "" {
-		pr.recordMember(room, c.userID, delta)
+	if h.recorder != nil && c.userID != "" {
+		h.recorder.RecordMember(room, c.userID, delta)
 	}
 }

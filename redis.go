@@ -3,11 +3,8 @@ package realtime
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,7 +23,10 @@ import (
 // once, and local delivery goes on while Redis is away.
 //
 // Rooms map to partitions; a pod listens only to the partitions in which its
-// hub has rooms (with a *ShardedHub; another Hub listens to all). Messages
+// hub has rooms (with a hub that is a RoomWatcher, as ShardedHub is; another
+// Hub listens to all). A message is encoded once on the pod that publishes
+// it: the envelope carries the frame's JSON, which the other pods wrap in a
+// frame without decoding (with a hub that is a FrameHub). Messages
 // one pod publishes to one room reach every pod in that order. Direct
 // messages go to the pod named by the target connection ID's prefix.
 // Redis pub/sub is at-most-once: what is published while a pod is cut off
@@ -35,11 +35,12 @@ import (
 // All methods may be called concurrently.
 type RedisBroadcaster struct {
 	hub      Hub
+	frames   FrameHub  // the hub's, or nil: then Broadcast and SendTo
+	dir      Directory // the hub's, or nil: then no presence rebuild
 	bus      *broadcast.Bus
 	presence *broadcast.Presence
 	pod      string
 	logger   *slog.Logger
-	seq      atomic.Uint64
 
 	mu      sync.Mutex
 	watched map[string]struct{} // rooms whose partition is watched for them
@@ -47,7 +48,11 @@ type RedisBroadcaster struct {
 	delivered, skipped, decodeErrors atomic.Uint64
 }
 
-var _ Broadcaster = (*RedisBroadcaster)(nil)
+var (
+	_ Broadcaster      = (*RedisBroadcaster)(nil)
+	_ PodNamer         = (*RedisBroadcaster)(nil)
+	_ PresenceRecorder = (*RedisBroadcaster)(nil)
+)
 
 // BroadcasterOption configures a RedisBroadcaster.
 type BroadcasterOption func(*broadcasterOptions)
@@ -81,10 +86,6 @@ func WithChannelPrefix(p string) BroadcasterOption {
 	return func(o *broadcasterOptions) { o.bus.Prefix = p }
 }
 
-// ErrNoSuchConnection: a direct message for a connection of this pod that
-// does not exist (or no longer does).
-var ErrNoSuchConnection = errors.New("no such connection")
-
 // NewRedisBroadcaster returns a broadcaster that links hub to the other pods
 // through client, which may be a single Redis or a Redis Cluster (sharded
 // pub/sub needs Redis 7). Create the client with DisableCache: true unless
@@ -102,12 +103,13 @@ func NewRedisBroadcaster(client rueidis.Client, hub Hub, logger *slog.Logger, op
 	}
 	o.bus.Logger = logger
 	b := &RedisBroadcaster{hub: hub, pod: o.pod, logger: logger, watched: map[string]struct{}{}}
+	b.frames, _ = hub.(FrameHub)
+	b.dir, _ = hub.(Directory)
 	b.bus = broadcast.New(client, o.pod, o.bus, b.receive)
 	b.presence = broadcast.NewPresence(client, o.bus.Prefix, o.pod, o.presenceTTL, logger, b.snapshot)
 	b.bus.Watch("") // room "": broadcasts to everyone reach every pod
-	if sh, ok := hub.(*ShardedHub); ok {
-		sh.reg.OnRoomChange(b.roomChanged)
-		sh.reg.EachRoom(func(room string) { b.roomChanged(room, true) })
+	if rw, ok := hub.(RoomWatcher); ok {
+		rw.WatchRooms(b.roomChanged)
 	} else {
 		b.bus.WatchAll()
 	}
@@ -133,67 +135,62 @@ func (b *RedisBroadcaster) roomChanged(room string, active bool) {
 // PodID returns the pod's ID.
 func (b *RedisBroadcaster) PodID() string { return b.pod }
 
-// Publish delivers msg to the local hub and sends it to the other pods. It
-// gives msg an ID if it has none. A direct message (msg.To set) goes only to
-// the pod that owns the connection; for this pod's own connections it
-// returns ErrNoSuchConnection if the connection is not there. An error from
-// Redis is returned (and counted): local members got the message, other pods
-// did not.
+// Publish delivers msg to the local hub and sends it to the other pods,
+// encoding it once for both. It gives msg an ID if it has none. A direct
+// message (msg.To set) goes only to the pod that owns the connection; for
+// this pod's own connections it returns an error wrapping
+// ErrNoSuchConnection if the connection is not there. An error from Redis is
+// returned (and counted): local members got the message, other pods did not.
 func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
 	if msg == nil {
-		return errors.New("publish: nil message")
+		return ErrNilMessage
 	}
 	if msg.ID == "" {
-		msg.ID = b.pod + "-" + strconv.FormatUint(b.seq.Add(1), 36)
+		msg.ID = newMessageID(b.pod)
 	}
-	if msg.To != "" {
-		target := podOf(msg.To)
-		if target == b.pod || target == "" {
-			if !b.hub.SendTo(msg.To, msg) {
-				return fmt.Errorf("direct message to %q: %w", msg.To, ErrNoSuchConnection)
-			}
-			return nil
-		}
-		env, err := b.envelope(msg)
-		if err != nil {
-			return err
-		}
-		if err := b.bus.PublishDirect(ctx, target, env); err != nil {
-			return fmt.Errorf("direct message to %q: %w", msg.To, err)
-		}
-		return nil
-	}
-	env, err := b.envelope(msg)
+	f, err := NewFrame(msg)
 	if err != nil {
 		return err
 	}
-	b.hub.Broadcast(msg)
-	if err := b.bus.Publish(ctx, msg.Room, env); err != nil {
-		return fmt.Errorf("publish to room %q: %w", msg.Room, err)
+	if msg.To != "" {
+		return b.publishDirect(ctx, msg.To, f)
+	}
+	b.deliverRoom(msg.Room, f)
+	return b.bus.Publish(ctx, msg.Room, b.envelope(msg.Room, f))
+}
+
+// publishDirect delivers f to the connection to: here if this pod owns it,
+// else through the owning pod's direct channel.
+func (b *RedisBroadcaster) publishDirect(ctx context.Context, to string, f *Frame) error {
+	target := podOf(to)
+	if target != b.pod && target != "" {
+		return b.bus.PublishDirect(ctx, target, b.envelope(to, f))
+	}
+	if !b.deliverTo(to, f) {
+		return fmt.Errorf("%w: %q", ErrNoSuchConnection, to)
 	}
 	return nil
 }
 
-// envelope is "<origin pod>\n<room>\n<message JSON>". The room stands
-// outside the JSON so that a pod can drop an envelope for a room it has no
-// member in without decoding it: a partition carries many rooms.
-func (b *RedisBroadcaster) envelope(msg *Message) ([]byte, error) {
-	data, err := json.Marshal(msg)
-	if err != nil {
-		return nil, fmt.Errorf("encode %q message: %w", msg.Type, err)
-	}
-	env := make([]byte, 0, len(b.pod)+len(msg.Room)+2+len(data))
+// envelope is "<origin pod>\n<key>\n<message JSON>", where key is the room
+// (or, for a direct message, the target connection). The key stands outside
+// the JSON so that a pod can drop an envelope for a room it has no member in
+// without looking at the JSON: a partition carries many rooms.
+func (b *RedisBroadcaster) envelope(key string, f *Frame) []byte {
+	data := f.Payload()
+	env := make([]byte, 0, len(b.pod)+len(key)+2+len(data))
 	env = append(env, b.pod...)
 	env = append(env, '\n')
-	env = append(env, msg.Room...)
+	env = append(env, key...)
 	env = append(env, '\n')
-	return append(env, data...), nil
+	return append(env, data...)
 }
 
-// receive hands another pod's envelope to the local hub.
+// receive hands another pod's envelope to the local hub, as a frame made
+// from the JSON it carries: no pod but the origin encodes the message.
 func (b *RedisBroadcaster) receive(direct bool, env []byte) {
 	origin, rest, ok1 := bytes.Cut(env, []byte{'\n'})
-	room, data, ok2 := bytes.Cut(rest, []byte{'\n'})
+	key, data, ok2 := bytes.Cut(rest, []byte{'\n'})
 	if !ok1 || !ok2 {
 		b.decodeErrors.Add(1)
 		return
@@ -201,22 +198,43 @@ func (b *RedisBroadcaster) receive(direct bool, env []byte) {
 	if string(origin) == b.pod {
 		return // delivered locally when it was published
 	}
-	if !direct && len(room) > 0 && b.hub.RoomCount(string(room)) == 0 {
+	if !direct && len(key) > 0 && b.hub.RoomCount(string(key)) == 0 {
 		b.skipped.Add(1) // a room of this partition with no member here
 		return
 	}
-	var msg Message
-	if err := json.Unmarshal(data, &msg); err != nil {
+	f, err := NewFrameJSON(data)
+	if err != nil {
 		b.decodeErrors.Add(1)
 		b.logger.Warn("realtime: undecodable envelope from Redis", "origin", string(origin), "err", err)
 		return
 	}
 	b.delivered.Add(1)
-	if direct || msg.To != "" {
-		b.hub.SendTo(msg.To, &msg)
+	if !direct {
+		b.deliverRoom(string(key), f)
 		return
 	}
-	b.hub.Broadcast(&msg)
+	to := string(key)
+	if to == "" {
+		to = f.Message().To // an envelope from a pod that kept the target only in the JSON
+	}
+	b.deliverTo(to, f)
+}
+
+// deliverRoom hands f to the local members of room.
+func (b *RedisBroadcaster) deliverRoom(room string, f *Frame) {
+	if b.frames != nil {
+		b.frames.BroadcastFrame(room, f)
+		return
+	}
+	b.hub.Broadcast(f.Message())
+}
+
+// deliverTo hands f to the local connection id.
+func (b *RedisBroadcaster) deliverTo(id string, f *Frame) bool {
+	if b.frames != nil {
+		return b.frames.SendFrameTo(id, f)
+	}
+	return b.hub.SendTo(id, f.Message())
 }
 
 // Run receives envelopes from the other pods and keeps this pod's presence
@@ -240,41 +258,39 @@ func (b *RedisBroadcaster) RoomUsers(ctx context.Context, room string) ([]string
 	return b.presence.RoomUsers(ctx, room)
 }
 
-// presenceRecorder is how a Handler tells the broadcaster about users.
-type presenceRecorder interface {
-	recordOnline(user string, online bool)
-	recordMember(room, user string, delta int64)
+// RecordOnline records that user has (or no longer has) a connection on this
+// pod; see PresenceRecorder. It queues the write and never blocks.
+func (b *RedisBroadcaster) RecordOnline(user string, online bool) {
+	b.presence.SetOnline(user, online)
 }
 
-func (b *RedisBroadcaster) recordOnline(user string, online bool) { b.presence.SetOnline(user, online) }
-func (b *RedisBroadcaster) recordMember(room, user string, delta int64) {
+// RecordMember counts user's connections in room on this pod by delta; see
+// PresenceRecorder. It queues the write and never blocks.
+func (b *RedisBroadcaster) RecordMember(room, user string, delta int64) {
 	b.presence.AddMember(room, user, delta)
 }
 
 // snapshot returns this pod's users and the users of each of its rooms, from
 // the hub, for the presence registry to rewrite after Redis lost it.
 func (b *RedisBroadcaster) snapshot() (users []string, rooms map[string][]string) {
-	sh, ok := b.hub.(*ShardedHub)
-	if !ok {
+	if b.dir == nil {
 		return nil, nil
 	}
 	seen := map[string]bool{}
-	sh.reg.EachConn(1, func(fs FrameSender) bool {
-		if u := fs.UserID(); u != "" && !seen[u] {
+	b.dir.EachConnection("", func(c Connection) {
+		if u := c.UserID(); u != "" && !seen[u] {
 			seen[u] = true
 			users = append(users, u)
 		}
-		return true
 	})
 	var names []string
-	sh.reg.EachRoom(func(room string) { names = append(names, room) })
+	b.dir.EachRoom(func(room string) { names = append(names, room) })
 	rooms = make(map[string][]string, len(names))
 	for _, room := range names {
-		sh.reg.EachInRoom(room, 1, func(fs FrameSender) bool {
-			if u := fs.UserID(); u != "" {
+		b.dir.EachConnection(room, func(c Connection) {
+			if u := c.UserID(); u != "" {
 				rooms[room] = append(rooms[room], u)
 			}
-			return true
 		})
 	}
 	return users, rooms

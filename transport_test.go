@@ -277,11 +277,10 @@ func TestIdleConnectionsCostNoGoroutine(t *testing.T) {
 // until the client's first frame has arrived and fired its event.
 func TestFirstFrameDuringRegistrationKeepsReading(t *testing.T) {
 	const n = 20
-	testHookRegistered = func() { time.Sleep(30 * time.Millisecond) }
-	defer func() { testHookRegistered = nil }()
 	for _, d := range doors {
 		t.Run(string(d), func(t *testing.T) {
 			ts := newTestServer(t, d, HandlerConfig{DisableJoinLeaveEvents: true})
+			ts.handler.eng.afterRegister = func() { time.Sleep(30 * time.Millisecond) }
 			conns := make([]*websocket.Conn, n)
 			var wg sync.WaitGroup
 			for i := range conns {

@@ -1,0 +1,147 @@
+package realtime
+
+import (
+	"net"
+	"strconv"
+	"time"
+)
+
+// A connection's life: attach turns an upgraded socket into a registered
+// connection (either door calls it), detach undoes it once the socket is
+// released. In between, conn_read.go, conn_write.go and conn_poll.go (or
+// conn_goroutine.go) drive it.
+
+// attach turns an upgraded socket into a registered connection. early holds
+// bytes the client sent right behind its handshake (its first frames).
+func (h *Handler) attach(nc net.Conn, userID string, early []byte) {
+	if h.eng.stopping.Load() {
+		nc.Close()
+		return
+	}
+	h.eng.start()
+	c := h.newConn(userID)
+	c.adopt(nc)
+	// Until the socket is registered, the connection is "scheduled" so that
+	// nothing runs its task: frames queued meanwhile wait in pend.
+	c.scheduled.Store(true)
+	h.eng.live.Add(1)
+	h.eng.hb.add(c)
+	h.stats.accepted.Add(1)
+	h.hub.Register(c)
+	h.arrived(c)
+	if len(early) > 0 {
+		c.onBytes(early)
+	}
+	if c.fd >= 0 {
+		c.startPolling()
+		return
+	}
+	c.startGoroutine()
+}
+
+// newConn returns a connection with a fresh ID: "<pod>.<n>", so that the ID
+// names the pod that owns it.
+func (h *Handler) newConn(userID string) *conn {
+	c := &conn{
+		id:     h.cfg.PodID + "." + strconv.FormatUint(h.connSeq.Add(1), 36),
+		userID: userID,
+		h:      h,
+		fd:     -1,
+		hbPos:  -1,
+	}
+	c.rd.MaxMessageSize = h.cfg.MaxMessageSize
+	c.lastRead.Store(time.Now().UnixNano())
+	return c
+}
+
+// adopt takes the socket: a duplicate of its descriptor when it can be
+// polled (the net.Conn is closed, so no net.Conn is kept), else the net.Conn
+// itself.
+func (c *conn) adopt(nc net.Conn) {
+	if c.h.eng.poller != nil {
+		if fd, err := dupFD(nc); err == nil {
+			c.fd = int32(fd)
+			nc.Close() // the duplicate keeps the socket open
+			return
+		}
+	}
+	c.nc = nc
+}
+
+// arrived records c's user as online and greets the client.
+func (h *Handler) arrived(c *conn) {
+	if h.userOnline(c) {
+		h.recordOnline(c.userID, true)
+	}
+	h.sendConnected(c)
+}
+
+// startPolling registers the owned descriptor with epoll and lets the
+// connection's task run.
+func (c *conn) startPolling() {
+	eng := c.h.eng
+	// Record the interest before registering: if the client's first frame is
+	// already waiting, the event fires at once and onPoll must be the one to
+	// clear armed. Stored after Add, it could overwrite that clear, and the
+	// task would then never re-arm the descriptor: the socket would go unread
+	// until the ping timeout closed it.
+	c.armed.Store(armRead)
+	if err := eng.poller.Add(int(c.fd), c.onPoll); err != nil {
+		c.h.logger.Error("realtime: poll", "conn", c.id, "err", err)
+		c.teardown(err)
+		return
+	}
+	if eng.afterRegister != nil {
+		eng.afterRegister()
+	}
+	c.scheduled.Store(false)
+	if c.pend.Load() != 0 {
+		c.schedule()
+	}
+}
+
+// startGoroutine starts the reader goroutine of a connection that cannot be
+// polled, and its writer if frames were queued meanwhile.
+func (c *conn) startGoroutine() {
+	c.scheduled.Store(false)
+	c.h.eng.fallback.Add(1)
+	go c.readLoop()
+	c.mu.Lock()
+	pending := len(c.queue) > 0
+	c.mu.Unlock()
+	if pending {
+		c.kick(workFlush)
+	}
+}
+
+// detach undoes attach after the socket is released: unregister, leave
+// events, offline presence.
+func (h *Handler) detach(c *conn, cause error) {
+	rooms := h.rooms.Rooms(c)
+	h.hub.Unregister(c)
+	if h.own != nil {
+		h.own.forget(c)
+	}
+	h.eng.hb.remove(c)
+	if !h.cfg.DisableJoinLeaveEvents {
+		for _, room := range rooms {
+			h.roomEvent(c, MessageTypeLeave, room, true)
+		}
+	}
+	for _, room := range rooms {
+		h.recordMember(room, c, -1)
+	}
+	if h.userOffline(c) {
+		h.recordOnline(c.userID, false)
+		for _, room := range rooms {
+			h.presenceEvent(c, room, PresenceOffline)
+		}
+	}
+	h.stats.closed.Add(1)
+	if cause != nil && !isPeerGone(cause) {
+		h.logger.Debug("realtime: connection ended", "conn", c.id, "err", cause)
+	}
+	if h.eng.live.Add(-1) == 0 {
+		h.eng.signalIdle()
+	}
+}

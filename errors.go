@@ -1,0 +1,39 @@
+package realtime
+
+import (
+	"errors"
+
+	"github.com/realtimehub/realtime/shard"
+)
+
+// Every sentinel error of the package. Each is returned (or wrapped once, at
+// the API boundary, with what it concerns) by the calls its comment names;
+// test for them with errors.Is. Clients never see these texts: they get the
+// stable codes of protocol.go (ErrCode…) and a short message.
+var (
+	// ErrNotRegistered: the connection is not registered with the hub
+	// (ShardedHub.Join).
+	ErrNotRegistered = shard.ErrNotRegistered
+	// ErrTooManyRooms: the connection is in as many rooms as allowed
+	// (ShardedHub.Join, HandlerConfig.MaxRoomsPerConn).
+	ErrTooManyRooms = shard.ErrTooManyRooms
+	// ErrHubClosed: the hub's Run has returned; it takes no connections
+	// (ShardedHub.Add).
+	ErrHubClosed = errors.New("realtime: hub closed")
+	// ErrHubRunning: Run was called while another Run is active or after it
+	// returned (ShardedHub.Run).
+	ErrHubRunning = errors.New("realtime: hub already run")
+	// ErrHandlerClosed: the handler was shut down (Handler.Serve).
+	ErrHandlerClosed = errors.New("realtime: handler shut down")
+	// ErrShutdownTimeout: Shutdown's deadline passed before every connection
+	// finished its close handshake; the rest were dropped (Handler.Shutdown).
+	ErrShutdownTimeout = errors.New("realtime: shutdown deadline passed; remaining connections were dropped")
+	// ErrNoSuchConnection: a direct message for a connection of this pod that
+	// does not exist, or no longer does (RedisBroadcaster.Publish).
+	ErrNoSuchConnection = errors.New("realtime: no such connection")
+	// ErrNilMessage: Publish was given a nil message.
+	ErrNilMessage = errors.New("realtime: nil message")
+	// ErrBadPodID: a pod ID has characters other than letters, digits, '-'
+	// and '_' (NewHandler panics with it).
+	ErrBadPodID = errors.New("realtime: pod ID may hold only letters, digits, '-' and '_'")
+)

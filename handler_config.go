@@ -1,0 +1,143 @@
+package realtime
+
+import (
+	"fmt"
+	"net/http"
+	"runtime"
+	"time"
+)
+
+// HandlerConfig configures a Handler. Its zero value is safe and useful: a
+// single pod, anonymous users, same-host origins only, and the limits below.
+// NewHandler copies it and fills in defaults; the caller's value is never
+// changed.
+type HandlerConfig struct {
+	// Broadcaster carries room messages, direct messages and events to the
+	// other pods. nil: single pod, messages go straight to the hub.
+	Broadcaster Broadcaster
+
+	// Authenticate returns the user ID for an upgrade request, or an error
+	// to refuse it with HTTP 401. For the raw door (Serve) the request holds
+	// the method, URL, Host and headers of the handshake, and no body.
+	// nil: everyone is anonymous (user ID "").
+	Authenticate func(r *http.Request) (userID string, err error)
+
+	// AllowedOrigins lists the browser origins allowed besides the request's
+	// own host, as full origins ("https://app.example.com") or hosts
+	// ("app.example.com"); "*" allows any. Requests without an Origin header
+	// (not from a browser) are allowed. Others get HTTP 403.
+	// nil: same host only.
+	AllowedOrigins []string
+
+	// AuthorizeJoin decides whether a user may join a room; an error refuses
+	// with a "forbidden" error message. nil: anyone may join any room.
+	AuthorizeJoin func(userID, room string) error
+	// AuthorizePublish decides whether a user may send a message of msgType
+	// to a room; an error refuses with "forbidden". nil: members may publish.
+	AuthorizePublish func(userID, room, msgType string) error
+
+	// MaxMessageSize is the largest client message in bytes; a larger one
+	// closes the connection with 1009. Default: 64 KiB.
+	MaxMessageSize int
+	// SendQueueSize is how many frames may wait for a connection whose
+	// socket buffer is full; a client that lets it fill is disconnected
+	// (1008, "slow consumer") so that it slows no one else down. While the
+	// socket still takes data the queue may hold 4× this during a burst.
+	// Default: 256.
+	SendQueueSize int
+	// RateLimit is how many messages per second a connection may send on
+	// average, and RateBurst how many at once. Past them the client gets
+	// "rate_limited" errors; RateBurst more refusals in a row close it with
+	// 1008. Defaults: 50 per second, burst 100. A negative RateLimit turns
+	// the limit off.
+	RateLimit float64
+	RateBurst int
+	// MaxRoomsPerConn is how many rooms one connection may be in at once.
+	// Default: 100.
+	MaxRoomsPerConn int
+
+	// PingInterval is how often the server pings a connection. Default: 25s.
+	PingInterval time.Duration
+	// PongTimeout closes a connection that sent nothing (not even a pong) for
+	// this long. Default: 60s.
+	PongTimeout time.Duration
+	// HandshakeTimeout bounds the opening handshake on the raw door and the
+	// handshake response on both. Default: 10s.
+	HandshakeTimeout time.Duration
+	// CloseTimeout is how long a closing connection waits for its queued
+	// frames to go out and the peer's close frame. Default: 5s.
+	CloseTimeout time.Duration
+	// WriteTimeout bounds one write to a connection that cannot be polled
+	// (TLS); polled connections never block. Default: 10s.
+	WriteTimeout time.Duration
+	// ShutdownTimeout bounds Shutdown when its context has no deadline,
+	// and the shutdown that the ShardedHub's Run starts. Default: 5s.
+	ShutdownTimeout time.Duration
+
+	// DisableJoinLeaveEvents stops join and leave events going to rooms
+	// (huge rooms want this); the joiner or leaver still gets its own as the
+	// acknowledgement. Default: false (events on).
+	DisableJoinLeaveEvents bool
+
+	// PodID prefixes the IDs of this handler's connections and messages, so
+	// an ID tells which pod owns it. Letters, digits, '-' and '_'.
+	// Default: 8 random hex digits.
+	PodID string
+	// Workers is the size of the pool that reads, handles and writes polled
+	// connections. Default: 8 × GOMAXPROCS (a worker waits only on the
+	// Broadcaster and the Authorize callbacks, never on a socket).
+	Workers int
+	// Pollers is how many epoll instances dispatch readiness. Default:
+	// GOMAXPROCS.
+	Pollers int
+}
+
+func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
+	set := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	setD := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	set(&c.MaxMessageSize, 64<<10)
+	set(&c.SendQueueSize, 256)
+	set(&c.RateBurst, 100)
+	if c.RateLimit == 0 {
+		c.RateLimit = 50
+	}
+	set(&c.MaxRoomsPerConn, 100)
+	setD(&c.PingInterval, 25*time.Second)
+	setD(&c.PongTimeout, 60*time.Second)
+	setD(&c.HandshakeTimeout, 10*time.Second)
+	setD(&c.CloseTimeout, 5*time.Second)
+	setD(&c.WriteTimeout, 10*time.Second)
+	setD(&c.ShutdownTimeout, 5*time.Second)
+	set(&c.Workers, 8*runtime.GOMAXPROCS(0))
+	set(&c.Pollers, runtime.GOMAXPROCS(0))
+	if c.PodID == "" {
+		if p, ok := c.Broadcaster.(PodNamer); ok {
+			c.PodID = p.PodID() // connection IDs must name the pod the broadcaster routes to
+		} else {
+			c.PodID = randomPodID()
+		}
+	}
+	if !validPodID(c.PodID) {
+		return c, fmt.Errorf("PodID %q: %w", c.PodID, ErrBadPodID)
+	}
+	return c, nil
+}
+
+// validPodID: letters, digits, '-' and '_' (a '.' would break the
+// "<pod>.<n>" connection IDs that direct messages are routed by).
+func validPodID(id string) bool {
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}

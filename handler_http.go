@@ -1,0 +1,39 @@
+package realtime
+
+import (
+	"net/http"
+
+	"github.com/gobwas/ws"
+)
+
+// ServeHTTP upgrades r to a WebSocket: 403 for a foreign origin, 401 when
+// Authenticate refuses, 400 for a request that is not a WebSocket handshake,
+// 503 after Shutdown.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.eng.stopping.Load() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	userID, status, err := h.admit(r)
+	if err != nil {
+		h.stats.rejected.Add(1)
+		http.Error(w, err.Error(), status)
+		return
+	}
+	u := ws.HTTPUpgrader{Timeout: h.cfg.HandshakeTimeout}
+	nc, rw, _, err := u.Upgrade(r, w)
+	if err != nil {
+		if nc != nil {
+			nc.Close() // Upgrade returns the hijacked conn even when it fails
+		}
+		h.stats.rejected.Add(1)
+		h.logger.Debug("realtime: upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	var early []byte
+	if rw != nil && rw.Reader.Buffered() > 0 {
+		early, _ = rw.Reader.Peek(rw.Reader.Buffered()) // the client's first frames
+		early = append([]byte(nil), early...)
+	}
+	h.attach(nc, userID, early)
+}

@@ -1,0 +1,125 @@
+package realtime
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// maxHandshakeBytes bounds the request line and headers on the raw door.
+const maxHandshakeBytes = 16 << 10
+
+// Serve accepts raw TCP connections from ln and upgrades them without
+// net/http (gobwas/ws zero-copy upgrade), under HandshakeTimeout. It returns
+// ErrHandlerClosed after Shutdown, or the listener's error. It closes ln
+// when it returns.
+func (h *Handler) Serve(ln net.Listener) error {
+	h.lnMu.Lock()
+	if h.eng.stopping.Load() {
+		h.lnMu.Unlock()
+		ln.Close()
+		return ErrHandlerClosed
+	}
+	h.listeners[ln] = struct{}{}
+	h.lnMu.Unlock()
+	defer func() {
+		h.lnMu.Lock()
+		delete(h.listeners, ln)
+		h.lnMu.Unlock()
+		ln.Close()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if h.eng.stopping.Load() {
+				return ErrHandlerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: wait, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				h.logger.Warn("realtime: accept", "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("realtime: accept: %w", err)
+		}
+		backoff = 0
+		h.eng.handshakes.Add(1)
+		go h.serveRaw(nc)
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// recorder keeps what the upgrader reads, so that bytes the client sent
+// right after its handshake (its first frames) are not lost in the
+// upgrader's pooled buffer.
+type recorder struct {
+	net.Conn
+	buf []byte
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.buf = append(r.buf, p[:n]...)
+	if len(r.buf) > maxHandshakeBytes {
+		return n, errors.New("handshake too large")
+	}
+	return n, err
+}
+
+func (h *Handler) serveRaw(nc net.Conn) {
+	defer h.eng.handshakes.Done()
+	nc.SetDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
+	rec := &recorder{Conn: nc}
+	req := &http.Request{Method: http.MethodGet, Header: http.Header{}, RemoteAddr: nc.RemoteAddr().String()}
+	var uri string
+	var userID string
+	u := ws.Upgrader{
+		OnRequest: func(b []byte) error { uri = string(b); return nil },
+		OnHost:    func(b []byte) error { req.Host = string(b); return nil },
+		OnHeader: func(k, v []byte) error {
+			req.Header.Add(string(k), string(v))
+			return nil
+		},
+		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			if h.eng.stopping.Load() {
+				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable), ws.RejectionReason("server shutting down"))
+			}
+			var err error
+			if req.URL, err = url.ParseRequestURI(uri); err != nil {
+				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest), ws.RejectionReason("bad request URI"))
+			}
+			req.RequestURI = uri
+			var status int
+			userID, status, err = h.admit(req)
+			if err != nil {
+				return nil, ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(err.Error()))
+			}
+			return nil, nil
+		},
+	}
+	if _, err := u.Upgrade(rec); err != nil {
+		h.stats.rejected.Add(1)
+		h.logger.Debug("realtime: raw upgrade failed", "remote", req.RemoteAddr, "err", err)
+		nc.Close()
+		return
+	}
+	nc.SetDeadline(time.Time{})
+	var early []byte
+	if i := strings.Index(string(rec.buf), "\r\n\r\n"); i >= 0 && i+4 < len(rec.buf) {
+		early = rec.buf[i+4:]
+	}
+	h.attach(nc, userID, early)
+}

@@ -1,0 +1,83 @@
+package realtime
+
+// The parts of the package meet through the small interfaces below, never
+// through a type assertion on a concrete type: a Hub or a Broadcaster of your
+// own can offer any of them and get the same treatment as ours. Each is
+// optional; the comment says what happens without it. ShardedHub implements
+// RoomHub, FrameHub, RoomWatcher, Directory and ShutdownNotifier;
+// RedisBroadcaster implements PodNamer and PresenceRecorder.
+
+// RoomHub is a Hub that can refuse a join and list a connection's rooms.
+// Without it, a Handler keeps each connection's rooms itself and calls
+// JoinRoom and LeaveRoom.
+type RoomHub interface {
+	// Join adds conn to room and reports whether it was added (false if it
+	// was a member already). limit, when positive, is the most rooms conn
+	// may be in; past it Join returns an error that wraps ErrTooManyRooms.
+	Join(conn Connection, room string, limit int) (bool, error)
+	// Leave removes conn from room and reports whether it was a member.
+	Leave(conn Connection, room string) bool
+	// Rooms returns the rooms conn is in.
+	Rooms(conn Connection) []string
+}
+
+// FrameHub is a Hub that delivers an already encoded message, so that a
+// Broadcaster encodes each message once per pod. Without it, a Broadcaster
+// calls Broadcast and SendTo with the frame's Message.
+type FrameHub interface {
+	// BroadcastFrame delivers f to the local members of room (every local
+	// connection if room is empty) and returns how many took it.
+	BroadcastFrame(room string, f *Frame) int
+	// SendFrameTo delivers f to the local connection connID and reports
+	// whether it took it.
+	SendFrameTo(connID string, f *Frame) bool
+}
+
+// RoomWatcher is a Hub that tells which rooms have local members, so that a
+// Broadcaster listens only for those. Without it, a Broadcaster listens for
+// every room.
+type RoomWatcher interface {
+	// WatchRooms calls fn for every room with a local member now (active
+	// true), then whenever a room gets its first local member (true) or
+	// loses its last (false). fn must be quick and must not call the hub.
+	WatchRooms(fn func(room string, active bool))
+}
+
+// Directory is a Hub that lists its connections, so that a Broadcaster can
+// rebuild what it records about them (presence) after its store lost it.
+type Directory interface {
+	// EachRoom calls fn with every room that has a member.
+	EachRoom(fn func(room string))
+	// EachConnection calls fn for every member of room (every connection if
+	// room is empty). fn must not block or call the hub.
+	EachConnection(room string, fn func(Connection))
+}
+
+// ShutdownNotifier is a Hub whose end a Handler can follow: when the hub's
+// Run ends, it calls the functions registered here (a Handler registers its
+// Shutdown). Without it, call Handler.Shutdown yourself.
+type ShutdownNotifier interface {
+	// OnShutdown registers fn to run when the hub shuts down, before it
+	// closes the connections left.
+	OnShutdown(fn func())
+}
+
+// PodNamer is a Broadcaster that routes direct messages by pod: a Handler
+// with no PodID of its own adopts the broadcaster's, so that its connection
+// IDs name the pod the broadcaster routes to.
+type PodNamer interface {
+	// PodID returns the pod's ID.
+	PodID() string
+}
+
+// PresenceRecorder is a Broadcaster that keeps presence across pods: a
+// Handler tells it when a user's first connection on this pod arrives and
+// its last one leaves, and when a user's connection joins or leaves a room.
+// The calls must not block (a Handler makes them on its socket workers).
+type PresenceRecorder interface {
+	// RecordOnline records that user now has (true) or no longer has
+	// (false) a connection on this pod.
+	RecordOnline(user string, online bool)
+	// RecordMember adds delta to the count of user's connections in room.
+	RecordMember(room, user string, delta int64)
+}
