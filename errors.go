@@ -33,7 +33,22 @@ var (
 	ErrNoSuchConnection = errors.New("realtime: no such connection")
 	// ErrNilMessage: Publish was given a nil message.
 	ErrNilMessage = errors.New("realtime: nil message")
+	// ErrEncode: a message could not be encoded to JSON (its Data is not
+	// valid JSON); nobody got it (NewFrame, Broadcast, Publish).
+	ErrEncode = errors.New("realtime: cannot encode message")
+	// ErrFrameJSON: NewFrameJSON was given bytes that are not valid JSON.
+	ErrFrameJSON = errors.New("realtime: frame payload is not valid JSON")
 	// ErrBadPodID: a pod ID has characters other than letters, digits, '-'
 	// and '_' (NewHandler panics with it).
 	ErrBadPodID = errors.New("realtime: pod ID may hold only letters, digits, '-' and '_'")
+)
+
+// Errors that stay inside the package: reasons given to an HTTP client in a
+// refused handshake (status text only), and control flow.
+var (
+	errOriginNotAllowed  = errors.New("origin not allowed")
+	errUnauthorized      = errors.New("unauthorized")
+	errHandshakeTooLarge = errors.New("handshake too large")
+	// errStopReading ends Feed after the peer's close frame.
+	errStopReading = errors.New("stop reading")
 )

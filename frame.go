@@ -3,7 +3,6 @@ package realtime
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -44,7 +43,7 @@ func NewFrame(msg *Message) (*Frame, error) {
 	defer encoders.Put(e)
 	e.buf.Reset()
 	if err := e.enc.Encode(msg); err != nil {
-		return nil, fmt.Errorf("encode %q message: %w", msg.Type, err)
+		return nil, fmt.Errorf("%w: type %q: %w", ErrEncode, msg.Type, err)
 	}
 	payload := e.buf.Bytes()
 	payload = payload[:len(payload)-1] // Encode's trailing newline
@@ -58,12 +57,10 @@ func NewFrame(msg *Message) (*Frame, error) {
 // payload is not valid JSON.
 func NewFrameJSON(payload []byte) (*Frame, error) {
 	if !json.Valid(payload) {
-		return nil, errBadFrameJSON
+		return nil, ErrFrameJSON
 	}
 	return newTextFrame(nil, payload), nil
 }
-
-var errBadFrameJSON = errors.New("realtime: frame payload is not valid JSON")
 
 // encoder is a reusable JSON encoder with its buffer: encoding a frame then
 // costs the frame's own allocation, not json.Marshal's copy as well.

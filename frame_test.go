@@ -36,5 +36,23 @@ func TestNewFrameIsOneTextFrame(t *testing.T) {
 
 func TestNewFrameError(t *testing.T) {
 	_, err := NewFrame(&Message{Type: "chat", Data: json.RawMessage(`{not json`)})
-	assert.ErrorContains(t, err, `encode "chat" message`)
+	assert.ErrorIs(t, err, ErrEncode)
+	assert.ErrorContains(t, err, `type "chat"`)
+}
+
+// A frame made from JSON (as a receiving pod makes it) carries the bytes
+// unchanged, and decodes the message only when asked.
+func TestNewFrameJSON(t *testing.T) {
+	msg := &Message{ID: "p-x-1", Type: "chat", Room: "r", From: "p.1", Data: json.RawMessage(`{"text":"hi"}`)}
+	orig, err := NewFrame(msg)
+	require.NoError(t, err)
+	f, err := NewFrameJSON(orig.Payload())
+	require.NoError(t, err)
+	assert.Equal(t, orig.Wire(), f.Wire(), "the same bytes on every pod")
+	assert.Equal(t, msg.Room, f.Message().Room)
+	assert.Equal(t, msg.Data, f.Message().Data)
+	assert.Same(t, f.Message(), f.Message(), "decoded once")
+
+	_, err = NewFrameJSON([]byte(`{"type":`))
+	assert.ErrorIs(t, err, ErrFrameJSON)
 }

@@ -2,7 +2,6 @@ package realtime
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -76,13 +75,13 @@ func (h *Handler) Routes() http.Handler { return h }
 // admit runs the checks both doors share: origin, then authentication.
 func (h *Handler) admit(r *http.Request) (userID string, status int, err error) {
 	if !h.originAllowed(r) {
-		return "", http.StatusForbidden, errors.New("origin not allowed")
+		return "", http.StatusForbidden, errOriginNotAllowed
 	}
 	if h.cfg.Authenticate != nil {
 		userID, err = h.cfg.Authenticate(r)
 		if err != nil {
 			h.logger.Debug("realtime: authentication failed", "remote", r.RemoteAddr, "err", err)
-			return "", http.StatusUnauthorized, errors.New("unauthorized")
+			return "", http.StatusUnauthorized, errUnauthorized
 		}
 	}
 	return userID, 0, nil

@@ -126,7 +126,7 @@ func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
 		}
 	}
 	if !validPodID(c.PodID) {
-		return c, fmt.Errorf("PodID %q: %w", c.PodID, ErrBadPodID)
+		return c, fmt.Errorf("%w: %q", ErrBadPodID, c.PodID)
 	}
 	return c, nil
 }

@@ -74,7 +74,7 @@ func (r *recorder) Read(p []byte) (int, error) {
 	n, err := r.Conn.Read(p)
 	r.buf = append(r.buf, p[:n]...)
 	if len(r.buf) > maxHandshakeBytes {
-		return n, errors.New("handshake too large")
+		return n, errHandshakeTooLarge
 	}
 	return n, err
 }

@@ -179,7 +179,7 @@ func (h *ShardedHub) Add(conn Connection) error {
 	for {
 		if h.closed.Load() {
 			conn.Close()
-			return fmt.Errorf("register %q: %w", id, ErrHubClosed)
+			return fmt.Errorf("%w: register %q", ErrHubClosed, id)
 		}
 		err := h.reg.Register(id, fs)
 		if err == nil {
@@ -187,7 +187,7 @@ func (h *ShardedHub) Add(conn Connection) error {
 			if h.closed.Load() { // Run's closeAll may have missed it
 				h.reg.Unregister(id)
 				conn.Close()
-				return fmt.Errorf("register %q: %w", id, ErrHubClosed)
+				return fmt.Errorf("%w: register %q", ErrHubClosed, id)
 			}
 			return nil
 		}

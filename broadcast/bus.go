@@ -19,7 +19,6 @@ package broadcast
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -101,8 +100,6 @@ type subscription struct {
 	done   chan struct{}
 }
 
-// ErrNotRunning is returned by Ready before Run starts.
-var ErrNotRunning = errors.New("broadcast: not running")
 
 // New returns a Bus for pod (letters, digits, '-', '_') that hands what it
 // receives to handle.
@@ -160,7 +157,7 @@ func (b *Bus) publish(ctx context.Context, channel string, payload []byte) error
 	cmd := b.client.B().Spublish().Channel(channel).Message(rueidis.BinaryString(payload)).Build()
 	if err := b.client.Do(ctx, cmd).Error(); err != nil {
 		b.publishErrors.Add(1)
-		return fmt.Errorf("publish to %s: %w", channel, err)
+		return fmt.Errorf("broadcast: publish to %s: %w", channel, err)
 	}
 	b.published.Add(1)
 	return nil
@@ -290,7 +287,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	b.mu.Lock()
 	if b.running {
 		b.mu.Unlock()
-		return errors.New("broadcast: Run already running")
+		return ErrRunning
 	}
 	b.running, b.ctx = true, ctx
 	b.started.Store(time.Now().UnixNano())
@@ -361,10 +358,10 @@ func (b *Bus) Ready() error {
 	}
 	last := b.lastCanary.Load()
 	if last == 0 {
-		return errors.New("broadcast: no canary has come back through Redis yet")
+		return ErrNoCanary
 	}
 	if age := time.Since(time.Unix(0, last)); age > 3*b.opts.CanaryInterval {
-		return fmt.Errorf("broadcast: pub/sub not delivering (last canary %s ago)", age.Round(time.Millisecond))
+		return fmt.Errorf("%w (last canary %s ago)", ErrNotDelivering, age.Round(time.Millisecond))
 	}
 	return nil
 }

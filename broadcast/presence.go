@@ -188,7 +188,7 @@ func (p *Presence) leaseState(ctx context.Context) (map[string]bool, error) {
 	}
 	scores, err := p.client.Do(ctx, p.client.B().Zrange().Key(p.podsKey()).Min("0").Max("-1").Withscores().Build()).AsZScores()
 	if err != nil {
-		return nil, fmt.Errorf("presence: leases: %w", err)
+		return nil, fmt.Errorf("broadcast: presence leases: %w", err)
 	}
 	now := float64(time.Now().UnixMilli())
 	p.leases = make(map[string]bool, len(scores))
@@ -207,7 +207,7 @@ func (p *Presence) Online(ctx context.Context, user string) (bool, error) {
 	}
 	fields, err := p.client.Do(ctx, p.client.B().Hkeys().Key(p.userKey(user)).Build()).AsStrSlice()
 	if err != nil {
-		return false, fmt.Errorf("presence of %q: %w", user, err)
+		return false, fmt.Errorf("broadcast: presence of %q: %w", user, err)
 	}
 	online := false
 	var dead []string
@@ -233,7 +233,7 @@ func (p *Presence) RoomUsers(ctx context.Context, room string) ([]string, error)
 	}
 	all, err := p.client.Do(ctx, p.client.B().Hgetall().Key(p.roomKey(room)).Build()).AsStrMap()
 	if err != nil {
-		return nil, fmt.Errorf("members of %q: %w", room, err)
+		return nil, fmt.Errorf("broadcast: members of %q: %w", room, err)
 	}
 	seen := map[string]bool{}
 	var users, dead []string
