@@ -40,7 +40,6 @@ func (c *conn) stopReading() {
 	c.rd = wsframe.Reader{} // release buffers
 }
 
-
 var pingFrame = wsframe.AppendFrame(nil, wsframe.OpPing, nil)
 
 // onFrame handles one message or control frame from the peer.

@@ -100,7 +100,6 @@ type subscription struct {
 	done   chan struct{}
 }
 
-
 // New returns a Bus for pod (letters, digits, '-', '_') that hands what it
 // receives to handle.
 func New(client rueidis.Client, pod string, opts Options, handle Handler) *Bus {
