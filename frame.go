@@ -31,6 +31,9 @@ type Frame struct {
 //
 // SendFrame has Send's contract: it queues the frame without blocking and
 // returns false if the connection is closed or its queue is full.
+//
+// Concurrency: as Connection, SendFrame may be called from several goroutines
+// at once, under the hub's locks.
 type FrameSender interface {
 	Connection
 	SendFrame(f *Frame) bool

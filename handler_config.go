@@ -11,6 +11,9 @@ import (
 // single pod, anonymous users, same-host origins only, and the limits below.
 // NewHandler copies it and fills in defaults; the caller's value is never
 // changed.
+//
+// NewHandler copies it: changing it afterwards has no effect, and it may be
+// shared by several handlers.
 type HandlerConfig struct {
 	// Broadcaster carries room messages, direct messages and events to the
 	// other pods. nil: single pod, messages go straight to the hub.

@@ -13,6 +13,8 @@ import (
 )
 
 // HubOption configures a ShardedHub.
+//
+// Options are applied once, by NewHub, before the hub is used.
 type HubOption func(*hubOptions)
 
 type hubOptions struct {

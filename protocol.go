@@ -24,12 +24,16 @@ const (
 )
 
 // ErrorData is the data of an error message.
+//
+// It is a plain value.
 type ErrorData struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
 
 // ConnectedData is the data of the system message a client gets on connect.
+//
+// It is a plain value.
 type ConnectedData struct {
 	Event        string `json:"event"` // "connected"
 	ConnectionID string `json:"connection_id"`

@@ -55,6 +55,9 @@ var (
 )
 
 // BroadcasterOption configures a RedisBroadcaster.
+//
+// Options are applied once, by NewRedisBroadcaster, before the broadcaster is
+// used.
 type BroadcasterOption func(*broadcasterOptions)
 
 type broadcasterOptions struct {
@@ -305,6 +308,8 @@ func (b *RedisBroadcaster) Listening(room string) bool { return b.bus.Listening(
 func (b *RedisBroadcaster) Ready() error { return b.bus.Ready() }
 
 // BroadcasterStats are cumulative counters of a RedisBroadcaster.
+//
+// It is a plain value: a copy taken when Stats was called.
 type BroadcasterStats struct {
 	// Published and PublishErrors count envelopes sent to Redis or refused.
 	Published, PublishErrors uint64

@@ -10,6 +10,8 @@ package realtime
 // RoomHub is a Hub that can refuse a join and list a connection's rooms.
 // Without it, a Handler keeps each connection's rooms itself and calls
 // JoinRoom and LeaveRoom.
+//
+// Concurrency: every method may be called from several goroutines at once.
 type RoomHub interface {
 	// Join adds conn to room and reports whether it was added (false if it
 	// was a member already). limit, when positive, is the most rooms conn
@@ -24,6 +26,9 @@ type RoomHub interface {
 // FrameHub is a Hub that delivers an already encoded message, so that a
 // Broadcaster encodes each message once per pod. Without it, a Broadcaster
 // calls Broadcast and SendTo with the frame's Message.
+//
+// Concurrency: both methods may be called from several goroutines at once;
+// they call SendFrame (or Send) without blocking.
 type FrameHub interface {
 	// BroadcastFrame delivers f to the local members of room (every local
 	// connection if room is empty) and returns how many took it.
@@ -36,6 +41,9 @@ type FrameHub interface {
 // RoomWatcher is a Hub that tells which rooms have local members, so that a
 // Broadcaster listens only for those. Without it, a Broadcaster listens for
 // every room.
+//
+// Concurrency: WatchRooms may be called at any time; fn may run on any
+// goroutine that joins or leaves.
 type RoomWatcher interface {
 	// WatchRooms calls fn for every room with a local member now (active
 	// true), then whenever a room gets its first local member (true) or
@@ -45,6 +53,8 @@ type RoomWatcher interface {
 
 // Directory is a Hub that lists its connections, so that a Broadcaster can
 // rebuild what it records about them (presence) after its store lost it.
+//
+// Concurrency: both methods may be called from several goroutines at once.
 type Directory interface {
 	// EachRoom calls fn with every room that has a member.
 	EachRoom(fn func(room string))
@@ -56,6 +66,9 @@ type Directory interface {
 // ShutdownNotifier is a Hub whose end a Handler can follow: when the hub's
 // Run ends, it calls the functions registered here (a Handler registers its
 // Shutdown). Without it, call Handler.Shutdown yourself.
+//
+// Concurrency: OnShutdown may be called from any goroutine, before the hub's
+// Run ends.
 type ShutdownNotifier interface {
 	// OnShutdown registers fn to run when the hub shuts down, before it
 	// closes the connections left.
@@ -65,6 +78,8 @@ type ShutdownNotifier interface {
 // PodNamer is a Broadcaster that routes direct messages by pod: a Handler
 // with no PodID of its own adopts the broadcaster's, so that its connection
 // IDs name the pod the broadcaster routes to.
+//
+// Concurrency: PodID may be called from any goroutine and never changes.
 type PodNamer interface {
 	// PodID returns the pod's ID.
 	PodID() string
@@ -74,6 +89,8 @@ type PodNamer interface {
 // Handler tells it when a user's first connection on this pod arrives and
 // its last one leaves, and when a user's connection joins or leaves a room.
 // The calls must not block (a Handler makes them on its socket workers).
+//
+// Concurrency: both methods may be called from several goroutines at once.
 type PresenceRecorder interface {
 	// RecordOnline records that user now has (true) or no longer has
 	// (false) a connection on this pod.

@@ -3,6 +3,8 @@ package realtime
 import "sync/atomic"
 
 // HubStats are cumulative counters of a hub since it was created.
+//
+// It is a plain value: a copy taken when Stats was called.
 type HubStats struct {
 	// Registered and Unregistered count connections added and removed.
 	Registered, Unregistered uint64

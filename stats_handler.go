@@ -3,6 +3,8 @@ package realtime
 import "sync/atomic"
 
 // HandlerStats are cumulative counters of a Handler since it was created.
+//
+// It is a plain value: a copy taken when Stats was called.
 type HandlerStats struct {
 	// Accepted, Rejected and Closed count upgrades that succeeded, upgrades
 	// refused (origin, authentication, bad handshake) and connections ended.

@@ -31,6 +31,8 @@ import (
 )
 
 // Options configures a Bus. The zero value is usable; New copies it.
+//
+// It is a plain value, copied by New.
 type Options struct {
 	// Prefix starts every channel name. Default "rt".
 	Prefix string
@@ -53,6 +55,8 @@ type Options struct {
 type Handler func(direct bool, payload []byte)
 
 // Stats are cumulative counters of a Bus.
+//
+// It is a plain value: a copy taken when Stats was called.
 type Stats struct {
 	// Published and PublishErrors count Publish* calls that succeeded or failed.
 	Published, PublishErrors uint64

@@ -260,6 +260,8 @@ func (p *Presence) forget(key string, fields []string) {
 }
 
 // PresenceStats are counters of a Presence.
+//
+// It is a plain value: a copy taken when Stats was called.
 type PresenceStats struct {
 	// Dropped counts writes lost to a full queue; Errors writes and lease
 	// renewals Redis refused. A resync repairs both after the next renewal

@@ -8,6 +8,8 @@ import "net"
 const Supported = false
 
 // Event is the readiness a Poller reports for a descriptor.
+//
+// It is a plain value.
 type Event uint32
 
 // Readiness bits (see the Linux build).

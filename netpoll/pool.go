@@ -7,10 +7,17 @@ import (
 // Task is work a Pool runs. Implemented by the caller's connection type, so
 // submitting one allocates nothing. Run gets the running worker's scratch
 // buffers, valid only during the call.
+//
+// Concurrency: each Submit runs Run once, on some worker; a Task submitted
+// again while queued or running would run twice at once, so the caller
+// submits it only when it is idle (ours keeps a scheduled flag).
 type Task interface{ Run(*Scratch) }
 
 // Scratch is a worker's own buffers, reused by every task it runs, so that
 // reading and writing allocate nothing per connection.
+//
+// Concurrency: a worker's Scratch is used by one task at a time and must not
+// be kept after Run returns.
 type Scratch struct {
 	// Read is a buffer for one read syscall.
 	Read []byte

@@ -11,6 +11,8 @@ import (
 
 // Options configures a Registry. The zero value is usable; it is copied by
 // New and never modified.
+//
+// It is a plain value, copied by New.
 type Options struct {
 	// Shards is the number of connection shards and of room shards, rounded
 	// up to a power of two. Default: 8 × GOMAXPROCS, at least 16 (each shard is

@@ -14,6 +14,8 @@ type Visit[C any] func(c C) bool
 
 // Counts is what a fan-out did: how many connections it visited and how many
 // of those took the delivery.
+//
+// It is a plain value.
 type Counts struct {
 	Visited, Delivered int
 }

@@ -14,6 +14,8 @@ import (
 )
 
 // Wire is what an encoded frame offers a connection: the bytes to write.
+//
+// Concurrency: Wire may be called from several goroutines at once.
 type Wire interface{ Wire() []byte }
 
 // ringSize bounds what a counting connection keeps: it wraps, so a benchmark

@@ -7,6 +7,8 @@ import (
 
 // Sender is what the naive hub needs of a connection; realtime.Connection
 // satisfies it for M = realtime.Message.
+//
+// Concurrency: the naive hub calls Send from any goroutine that broadcasts.
 type Sender[M any] interface {
 	ID() string
 	Send(msg *M) bool

@@ -21,6 +21,9 @@ import (
 const installHint = "redis-server is not installed: run `apt-get install -y redis-server` (make test does it when run as root)"
 
 // Server is one redis-server process.
+//
+// Concurrency: its methods are for the test goroutine; do not call them at
+// once.
 type Server struct {
 	Addr string
 	port int

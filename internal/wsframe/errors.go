@@ -4,6 +4,8 @@ import "fmt"
 
 // CloseError is a reason to close the connection, with the status code to
 // send in the close frame.
+//
+// It is an immutable value: the package's sentinels may be shared.
 type CloseError struct {
 	Code   uint16
 	Reason string

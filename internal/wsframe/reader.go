@@ -8,6 +8,8 @@ import (
 // Handler receives each complete data message (fragments joined, opcode
 // OpText or OpBinary) and each control frame. payload is valid only during
 // the call. A non-nil error stops Feed and is returned by it.
+//
+// Concurrency: it runs on the goroutine that called Feed.
 type Handler func(op byte, payload []byte) error
 
 // Reader parses client-to-server frames incrementally. Between calls it keeps
