@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/realtimehub/realtime/internal/wsframe"
 )
@@ -42,6 +43,7 @@ type FrameSender interface {
 // NewFrame encodes msg to JSON and wraps it in a single unmasked WebSocket text
 // frame, as a server sends it. The JSON is what json.Marshal produces.
 func NewFrame(msg *Message) (*Frame, error) {
+	frameEncodes.Add(1)
 	e := encoders.Get().(*encoder)
 	defer encoders.Put(e)
 	e.buf.Reset()
@@ -52,6 +54,10 @@ func NewFrame(msg *Message) (*Frame, error) {
 	payload = payload[:len(payload)-1] // Encode's trailing newline
 	return newTextFrame(msg, payload), nil
 }
+
+// frameEncodes counts JSON encodings of messages (NewFrame calls): one per
+// message per system is the design, and tests hold the code to it.
+var frameEncodes atomic.Uint64
 
 // NewFrameJSON wraps payload, a Message already encoded to JSON (by NewFrame
 // on another pod, say), in a frame without decoding it: a Broadcaster that

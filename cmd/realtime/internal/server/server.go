@@ -67,36 +67,100 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:8080"
 	}
+	hub := newHub(opts, logger)
+	cfg := opts.Handler
+	rb, closeRedis, err := newBroadcaster(opts, hub, logger)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	if rb != nil {
+		cfg.Broadcaster = rb
+	}
+	configureAuth(&cfg, opts, logger)
+	handler := realtime.NewHandler(hub, logger, cfg)
+	mux := routes(opts, hub, handler, rb)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	ln, rawLn, err := listen(opts)
+	if err != nil {
+		return err
+	}
+	closeAdmin, err := serveAdmin(opts.AdminAddr, mux)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer closeAdmin()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hubDone, rbDone := runBackground(ctx, hub, rb)
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	if rawLn != nil {
+		go func() { errc <- handler.Serve(rawLn) }()
+	}
+	logger.Info("realtime listening", "addr", ln.Addr().String(), "raw_addr", opts.RawAddr, "pod", handler.Config().PodID)
+	if ready != nil {
+		ready()
+	}
+
+	runErr := waitForStop(ctx, errc)
+	logger.Info("shutting down")
+	cancel()
+	<-hubDone // the hub's Run shuts the handler down: 1001 to every client
+	<-rbDone
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// newHub makes the hub with opts.Shards lock stripes (the library's default
+// when 0).
+func newHub(opts Options, logger *slog.Logger) *realtime.ShardedHub {
 	var hubOpts []realtime.HubOption
 	if opts.Shards > 0 {
 		hubOpts = append(hubOpts, realtime.WithShards(opts.Shards))
 	}
-	hub := realtime.NewHub(logger, hubOpts...)
-	cfg := opts.Handler
-	var rb *realtime.RedisBroadcaster
-	if len(opts.RedisAddrs) > 0 {
-		client, err := rueidis.NewClient(rueidis.ClientOption{
-			InitAddress:  opts.RedisAddrs,
-			DisableCache: true,
-			// Concurrent publishes share writes: about 2.5x the throughput
-			// of no delay, for at most 20 µs (bench: BenchmarkPublish).
-			MaxFlushDelay:     20 * time.Microsecond,
-			ForceSingleClient: !opts.RedisCluster && len(opts.RedisAddrs) == 1,
-		})
-		if err != nil {
-			return fmt.Errorf("redis %v: %w", opts.RedisAddrs, err)
-		}
-		defer client.Close()
-		var bopts []realtime.BroadcasterOption
-		if opts.PresenceTTL > 0 {
-			bopts = append(bopts, realtime.WithPresenceTTL(opts.PresenceTTL))
-		}
-		if cfg.PodID != "" {
-			bopts = append(bopts, realtime.WithPodID(cfg.PodID))
-		}
-		rb = realtime.NewRedisBroadcaster(client, hub, logger, bopts...)
-		cfg.Broadcaster = rb
+	return realtime.NewHub(logger, hubOpts...)
+}
+
+// newBroadcaster links this pod to the others through Redis when
+// opts.RedisAddrs is set. It returns a nil broadcaster for a single pod, and
+// a function that closes the Redis client (a no-op without one).
+func newBroadcaster(opts Options, hub *realtime.ShardedHub, logger *slog.Logger) (*realtime.RedisBroadcaster, func(), error) {
+	if len(opts.RedisAddrs) == 0 {
+		return nil, func() {}, nil
 	}
+	client, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress:  opts.RedisAddrs,
+		DisableCache: true,
+		// Concurrent publishes share writes: about 2.5x the throughput
+		// of no delay, for at most 20 µs (bench: BenchmarkPublish).
+		MaxFlushDelay:     20 * time.Microsecond,
+		ForceSingleClient: !opts.RedisCluster && len(opts.RedisAddrs) == 1,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis %v: %w", opts.RedisAddrs, err)
+	}
+	var bopts []realtime.BroadcasterOption
+	if opts.PresenceTTL > 0 {
+		bopts = append(bopts, realtime.WithPresenceTTL(opts.PresenceTTL))
+	}
+	if opts.Handler.PodID != "" {
+		bopts = append(bopts, realtime.WithPodID(opts.Handler.PodID))
+	}
+	return realtime.NewRedisBroadcaster(client, hub, logger, bopts...), client.Close, nil
+}
+
+// configureAuth sets cfg.Authenticate from the options: JWT when a secret is
+// given, else the insecure ?user= of demos and tests; otherwise it leaves the
+// handler configuration's own.
+func configureAuth(cfg *realtime.HandlerConfig, opts Options, logger *slog.Logger) {
 	switch {
 	case len(opts.JWTSecret) > 0:
 		cfg.Authenticate = jwtAuth(opts.JWTSecret)
@@ -104,8 +168,12 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 		logger.Warn("INSECURE dev auth: any client can pick its user ID with ?user=")
 		cfg.Authenticate = func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil }
 	}
-	handler := realtime.NewHandler(hub, logger, cfg)
+}
 
+// routes is the server's HTTP surface: the WebSocket door, health and
+// readiness (readiness follows Redis when pods are linked), stats, metrics,
+// the demo page and, if asked, pprof.
+func routes(opts Options, hub *realtime.ShardedHub, handler *realtime.Handler, rb *realtime.RedisBroadcaster) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", handler.Routes())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
@@ -127,68 +195,69 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return mux
+}
 
+// listen opens the HTTP door's listener and, if opts.RawAddr is set, the raw
+// door's, both with SO_REUSEPORT when opts.ReusePort says several pods share
+// the ports. rawLn is nil without a raw door.
+func listen(opts Options) (ln, rawLn net.Listener, err error) {
 	var lc net.ListenConfig
 	if opts.ReusePort {
 		lc.Control = reusePort
 	}
-	ln, err := lc.Listen(context.Background(), "tcp", opts.Addr)
+	ln, err = lc.Listen(context.Background(), "tcp", opts.Addr)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", opts.Addr, err)
+		return nil, nil, fmt.Errorf("listen %s: %w", opts.Addr, err)
 	}
-	var rawLn, adminLn net.Listener
 	if opts.RawAddr != "" {
 		if rawLn, err = lc.Listen(context.Background(), "tcp", opts.RawAddr); err != nil {
 			ln.Close()
-			return fmt.Errorf("listen %s: %w", opts.RawAddr, err)
+			return nil, nil, fmt.Errorf("listen %s: %w", opts.RawAddr, err)
 		}
 	}
-	if opts.AdminAddr != "" {
-		if adminLn, err = net.Listen("tcp", opts.AdminAddr); err != nil {
-			ln.Close()
-			return fmt.Errorf("listen %s: %w", opts.AdminAddr, err)
-		}
-		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go admin.Serve(adminLn)
-		defer admin.Close()
-	}
+	return ln, rawLn, nil
+}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	hubDone, rbDone := make(chan struct{}), make(chan struct{})
+// serveAdmin serves mux on addr, an address of this process alone (with
+// SO_REUSEPORT the main one is shared, so per-pod figures need their own).
+// Empty addr serves nothing. It returns a function that closes the server.
+func serveAdmin(addr string, mux http.Handler) (func(), error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	adminLn, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go admin.Serve(adminLn)
+	return func() { admin.Close() }, nil
+}
+
+// runBackground runs the hub and, if there is one, the broadcaster until ctx
+// ends; each returned channel is closed when its Run has returned, so that
+// shutdown can wait for the hub to close every connection.
+func runBackground(ctx context.Context, hub *realtime.ShardedHub, rb *realtime.RedisBroadcaster) (hubDone, rbDone chan struct{}) {
+	hubDone, rbDone = make(chan struct{}), make(chan struct{})
 	go func() { hub.Run(ctx); close(hubDone) }()
 	if rb != nil {
 		go func() { rb.Run(ctx); close(rbDone) }()
 	} else {
 		close(rbDone)
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	if rawLn != nil {
-		go func() { errc <- handler.Serve(rawLn) }()
-	}
-	logger.Info("realtime listening", "addr", ln.Addr().String(), "raw_addr", opts.RawAddr, "pod", handler.Config().PodID)
-	if ready != nil {
-		ready()
-	}
+	return hubDone, rbDone
+}
 
-	var runErr error
+// waitForStop blocks until ctx ends or a server stops serving, and returns
+// that server's error unless it is the normal one of a closed server.
+func waitForStop(ctx context.Context, errc <-chan error) error {
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, realtime.ErrHandlerClosed) {
-			runErr = err
+			return err
 		}
 	}
-	logger.Info("shutting down")
-	cancel()
-	<-hubDone // the hub's Run shuts the handler down: 1001 to every client
-	<-rbDone
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
+	return nil
 }
