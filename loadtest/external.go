@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// external describes a server the load test drives but did not start.
+type external struct {
+	url, hello, publish, publishURL, ack string
+	pid                                  int
+}
+
+var ext *external
+
+// helloFrame is what a connection sends first: a join to room.
+func helloFrame(room string) []byte {
+	if ext != nil {
+		return []byte(strings.ReplaceAll(ext.hello, "{room}", room))
+	}
+	return fmt.Appendf(nil, `{"type":"join","room":%q}`, room)
+}
+
+// publish sends message i to room, carrying its send time.
+func publish(pub *websocket.Conn, i int, room string) error {
+	now := time.Now().UnixNano()
+	if ext == nil {
+		return pub.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"chat","room":%q,"data":{"seq":%d,"t":%d}}`, room, i, now))
+	}
+	body := strings.NewReplacer("{room}", room, "{t}", fmt.Sprint(now)).Replace(ext.publish)
+	if ext.publishURL == "" {
+		return pub.WriteMessage(websocket.TextMessage, []byte(body))
+	}
+	resp, err := http.Post(ext.publishURL, "application/json", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("publish endpoint: %s", resp.Status)
+	}
+	return nil
+}
