@@ -32,6 +32,7 @@ type Reader struct {
 type partial struct {
 	pending []byte // an incomplete frame's bytes
 	msg     []byte // payload of a fragmented message so far
+	valid   int    // bytes of msg already checked as UTF-8 (text messages)
 }
 
 // Buffered returns how many bytes the Reader holds between calls.
@@ -179,10 +180,19 @@ func (r *Reader) frame(data []byte, h Handler) (int, error) {
 		}
 		p := r.state()
 		p.msg = append(p.msg, payload...)
+		if r.msgOp == OpText {
+			// Fail fast (RFC 6455 §8.1): check each fragment as it comes,
+			// leaving only a rune cut by the fragment boundary for later.
+			n, ok := checkUTF8(p.msg, p.valid, fin)
+			if !ok {
+				return 0, ErrInvalidUTF8
+			}
+			p.valid = n
+		}
 		if fin {
 			op, msg := r.msgOp, p.msg
-			r.msgOp, p.msg = 0, nil
-			if err := r.message(op, msg, h); err != nil {
+			r.msgOp, p.msg, p.valid = 0, nil, 0
+			if err := h(op, msg); err != nil {
 				return 0, err
 			}
 		}
@@ -211,3 +221,21 @@ func unmask(p, key []byte) {
 }
 
 func validUTF8(p []byte) bool { return utf8.Valid(p) }
+
+// checkUTF8 checks msg[from:] (from is a rune boundary) and returns how far
+// msg is now known to be valid. Unless final, an incomplete rune at the end
+// is left for the next fragment to complete.
+func checkUTF8(msg []byte, from int, final bool) (int, bool) {
+	end := len(msg)
+	if !final {
+		for i := end - 1; i >= from && i >= end-utf8.UTFMax+1; i-- {
+			if utf8.RuneStart(msg[i]) {
+				if !utf8.FullRune(msg[i:end]) {
+					end = i
+				}
+				break
+			}
+		}
+	}
+	return end, utf8.Valid(msg[from:end])
+}

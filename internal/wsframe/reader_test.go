@@ -142,6 +142,28 @@ func TestReaderErrors(t *testing.T) {
 	}
 }
 
+// Regression (fail fast, RFC 6455 §8.1): invalid UTF-8 in the first fragment
+// of a text message fails with 1007 as soon as that fragment arrives, not
+// when the message completes; a rune cut by a fragment boundary is fine.
+func TestReaderInvalidUTF8FailsOnFirstFragment(t *testing.T) {
+	var r Reader
+	_, err := collect(&r, clientFrame(t, false, ws.OpText, []byte("ok \xff")))
+	assert.Equal(t, ErrInvalidUTF8, err, "no continuation has been sent yet")
+
+	var r2 Reader
+	euro := []byte("€") // e2 82 ac, cut after its second byte
+	out, err := collect(&r2,
+		clientFrame(t, false, ws.OpText, append([]byte("a"), euro[:2]...)),
+		clientFrame(t, false, ws.OpContinuation, euro[2:]),
+		clientFrame(t, true, ws.OpContinuation, []byte("b")))
+	require.NoError(t, err)
+	assert.Equal(t, []got{{OpText, "a€b"}}, out)
+
+	var r3 Reader
+	_, err = collect(&r3, clientFrame(t, false, ws.OpText, []byte("a")), clientFrame(t, false, ws.OpContinuation, []byte{0xc3, 0x28}))
+	assert.Equal(t, ErrInvalidUTF8, err, "a bad second fragment fails before the last")
+}
+
 // The size limit applies before the payload arrives: a header announcing a
 // huge frame fails at once, without buffering anything.
 func TestReaderTooBigFailsOnHeader(t *testing.T) {
