@@ -52,6 +52,7 @@ func main() {
 	writeReports(cfg.outDir, results)
 }
 
+// fail prints err and exits with status 1.
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "loadtest:", err)
 	os.Exit(1)

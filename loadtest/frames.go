@@ -9,6 +9,10 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// This file holds what connections send: the hello (join) frame and the
+// published messages, in our protocol or, with -url, in the external
+// server's templates.
+
 // external describes a server the load test drives but did not start.
 type external struct {
 	url, hello, publish, publishURL, ack string

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// targetRun is one run against one target: its server, its connections and
+// the figures gathered so far.
+type targetRun struct {
+	cfg    *config
+	target string // as named on the command line, e.g. realtime-http
+	impl   string // realtime, baseline or external
+	p      *serverProc
+	f      fleet
+	r      result
+
+	// The server before the ramp, holding one warm connection: what the
+	// idle connections are measured against.
+	rss0, rss0gc int64
+	st0          serverStats
+}
+
+// runTarget measures one target: it starts the server (unless external),
+// takes the figures of the server before the ramp, ramps the connections,
+// measures them idle, then runs the fan-out and collects what arrived.
+func runTarget(ctx context.Context, cfg *config, target string) (result, error) {
+	impl, door, _ := strings.Cut(target, "-")
+	if impl == "baseline" {
+		door = "http"
+	}
+	t := &targetRun{cfg: cfg, target: target, impl: impl,
+		r: result{Target: target, Conns: cfg.conns, Messages: cfg.msgs, Rooms: max(cfg.rooms, 1)}}
+	stop, err := t.startTargetServer(door)
+	if err != nil {
+		return t.r, err
+	}
+	defer stop()
+	if err := t.warmUp(ctx); err != nil {
+		return t.r, err
+	}
+	err = t.ramp(ctx)
+	defer t.f.close()
+	if err != nil {
+		return t.r, err
+	}
+	t.waitJoined(ctx)
+	t.measureIdle()
+	if err := t.joinEveryRoom(ctx); err != nil {
+		return t.r, err
+	}
+	plan := newFanoutPlan(cfg.conns, cfg.msgs, cfg.rooms)
+	elapsed, cpu, err := t.publishAll(ctx, plan)
+	if err != nil {
+		return t.r, err
+	}
+	t.collect(plan.expect, elapsed, cpu)
+	return t.r, nil
+}
+
+// startTargetServer starts the target's server process, logging to
+// <out>/<target>.log, or, with -url, stands for the external server. The
+// function it returns stops what it started.
+func (t *targetRun) startTargetServer(door string) (func(), error) {
+	if ext != nil {
+		t.p = &serverProc{impl: "external", wsURL: ext.url, pid: ext.pid}
+		return func() {}, nil
+	}
+	p, err := startServer(t.impl, door, filepath.Join(t.cfg.outDir, t.target+".log"))
+	if err != nil {
+		return nil, err
+	}
+	t.p = p
+	return p.stop, nil
+}
+
+// warmUp warms the server up (engine, pools) with one connection, then takes
+// the baseline: RSS, stats, and RSS after a forced GC.
+func (t *targetRun) warmUp(ctx context.Context) error {
+	warm, _, err := dialer(0).DialContext(ctx, t.p.wsURL, nil)
+	if err != nil {
+		return fmt.Errorf("warm-up dial: %w", err)
+	}
+	warm.WriteMessage(websocket.TextMessage, helloFrame("warm"))
+	time.Sleep(time.Second)
+	t.rss0, _ = t.p.rss()
+	t.st0, _ = t.p.stats(false)
+	t.p.stats(true)
+	t.rss0gc, _ = t.p.rss()
+	return nil
+}
+
+// ramp opens the connections, each joining its room, with a live progress
+// line, and samples the server's RSS about every tenth of the way for the
+// memory curve of the report. The fleet is open (to be closed) even when it
+// fails.
+func (t *targetRun) ramp(ctx context.Context) error {
+	n, target, p := t.cfg.conns, t.target, t.p
+	t.f.ackMark = []byte(`"type":"join"`)
+	if ext != nil && ext.ack != "" {
+		t.f.ackMark = []byte(ext.ack)
+	} else if ext != nil {
+		t.f.ackMark = []byte("\x00never") // no acknowledgement expected
+	}
+	fmt.Fprintf(os.Stderr, "%s: ramping %d connections\n", target, n)
+	start := time.Now()
+	var memMu sync.Mutex
+	t.r.Memory = []memPoint{{0, t.rss0}}
+	step := max(n/10, 500)
+	join := func(i int) []byte { return helloFrame(roomOf(i, t.cfg.rooms)) }
+	var err error
+	t.r.ConnectRate, err = t.f.ramp(ctx, p.wsURL, join, n, t.cfg.conc, func(done int) {
+		fmt.Fprintf(os.Stderr, "\r%s: %6d/%d connected  %5.0f/s", target, done, n, float64(done)/time.Since(start).Seconds())
+		if done%step < 500 || done == n {
+			if rss, err := p.rss(); err == nil {
+				memMu.Lock()
+				t.r.Memory = append(t.r.Memory, memPoint{done, rss})
+				memMu.Unlock()
+			}
+		}
+	})
+	slices.SortFunc(t.r.Memory, func(a, b memPoint) int { return a.Conns - b.Conns })
+	fmt.Fprintln(os.Stderr)
+	return err
+}
+
+// waitJoined waits (up to a minute) until every connection has joined.
+func (t *targetRun) waitJoined(ctx context.Context) {
+	n := t.cfg.conns
+	// Joined: ours acknowledges each join; the baseline does not, so wait
+	// for its connection count and give the joins a moment.
+	waitUntil(ctx, 60*time.Second, func() bool {
+		switch {
+		case t.impl == "realtime" || (ext != nil && ext.ack != ""):
+			return t.f.acks.Load() >= int64(n)
+		case ext != nil:
+			return true
+		}
+		s, err := t.p.stats(false)
+		return err == nil && s.Connections >= n
+	})
+	if ext != nil && ext.ack == "" {
+		time.Sleep(time.Second) // no acknowledgement to wait for: give the hellos a moment
+	}
+}
+
+// measureIdle lets the server sit idle for -settle, then reads its RSS
+// (before and after a forced GC), heap and goroutines, per connection over
+// the baseline, and prints them.
+func (t *targetRun) measureIdle() {
+	n, p, r := t.cfg.conns, t.p, &t.r
+	time.Sleep(t.cfg.settle)
+	rss1, _ := p.rss()
+	st1, _ := p.stats(false)
+	p.stats(true)
+	rss1gc, _ := p.rss()
+	r.RSSPerConn = float64(rss1-t.rss0) / float64(n)
+	r.RSSPerConnGC = float64(rss1gc-t.rss0gc) / float64(n)
+	r.HeapPerConn = float64(int64(st1.HeapInuse)-int64(t.st0.HeapInuse)) / float64(n)
+	r.GoroutinesAdded = st1.Goroutines - t.st0.Goroutines
+	fmt.Fprintf(os.Stderr, "%s: idle: %.0f B RSS/conn (%.0f after GC), %.0f B heap/conn, %d goroutines added\n",
+		t.target, r.RSSPerConn, r.RSSPerConnGC, r.HeapPerConn, r.GoroutinesAdded)
+}
+
+// waitUntil polls cond every 100 ms until it holds, ctx ends, or limit passes.
+func waitUntil(ctx context.Context, limit time.Duration, cond func() bool) bool {
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		if cond() {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return cond()
+}
