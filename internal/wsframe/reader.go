@@ -99,105 +99,128 @@ func (r *Reader) feed(data []byte, h Handler) error {
 // frame handles the frame at the start of data and returns its length, or 0
 // if data does not hold all of it yet.
 func (r *Reader) frame(data []byte, h Handler) (int, error) {
-	if len(data) < 2 {
-		return 0, nil
+	hd, ok, err := r.header(data)
+	if err != nil || !ok {
+		return 0, err
 	}
-	b0, b1 := data[0], data[1]
-	fin, op := b0&0x80 != 0, b0&0x0F
-	if b0&0x70 != 0 {
-		return 0, ErrReservedBits
-	}
-	if b1&0x80 == 0 {
-		return 0, ErrUnmasked
-	}
-	control := op&0x8 != 0
-	switch op {
-	case OpContinuation, OpText, OpBinary, OpClose, OpPing, OpPong:
-	default:
-		return 0, ErrReservedOpcode
-	}
-	hdr := 2
-	length := uint64(b1 & 0x7F)
-	switch length {
-	case 126:
-		hdr = 4
-		if len(data) < hdr {
-			return 0, nil
-		}
-		length = uint64(binary.BigEndian.Uint16(data[2:]))
-	case 127:
-		hdr = 10
-		if len(data) < hdr {
-			return 0, nil
-		}
-		length = binary.BigEndian.Uint64(data[2:])
-		if length>>63 != 0 {
-			return 0, ErrLengthOverflow
-		}
-	}
-	if control {
-		if !fin {
-			return 0, ErrControlFragmented
-		}
-		if length > 125 {
-			return 0, ErrControlTooLong
-		}
-	} else {
-		if op == OpContinuation && r.msgOp == 0 {
-			return 0, ErrUnexpectedCont
-		}
-		if op != OpContinuation && r.msgOp != 0 {
-			return 0, ErrExpectedCont
-		}
-		held := 0
-		if r.p != nil {
-			held = len(r.p.msg)
-		}
-		if r.MaxMessageSize > 0 && length > uint64(r.MaxMessageSize-held) {
-			return 0, ErrTooBig
-		}
-	}
-	hdr += 4 // mask key
-	total := uint64(hdr) + length
+	total := uint64(hd.size) + hd.length
 	if uint64(len(data)) < total {
 		return 0, nil
 	}
-	payload := data[hdr:total]
-	unmask(payload, data[hdr-4:hdr])
-
-	switch {
-	case control:
-		if err := h(op, payload); err != nil {
-			return 0, err
-		}
-	case fin && op != OpContinuation: // a whole message in one frame: no copy
-		if err := r.message(op, payload, h); err != nil {
-			return 0, err
-		}
-	default:
-		if op != OpContinuation {
-			r.msgOp = op
-		}
-		p := r.state()
-		p.msg = append(p.msg, payload...)
-		if r.msgOp == OpText {
-			// Fail fast (RFC 6455 §8.1): check each fragment as it comes,
-			// leaving only a rune cut by the fragment boundary for later.
-			n, ok := checkUTF8(p.msg, p.valid, fin)
-			if !ok {
-				return 0, ErrInvalidUTF8
-			}
-			p.valid = n
-		}
-		if fin {
-			op, msg := r.msgOp, p.msg
-			r.msgOp, p.msg, p.valid = 0, nil, 0
-			if err := h(op, msg); err != nil {
-				return 0, err
-			}
-		}
+	payload := data[hd.size:total]
+	unmask(payload, data[hd.size-4:hd.size])
+	if err := r.dispatch(hd, payload, h); err != nil {
+		return 0, err
 	}
 	return int(total), nil
+}
+
+// header is a parsed frame header.
+type header struct {
+	fin    bool
+	op     byte
+	size   int    // header length, mask key included
+	length uint64 // payload length
+}
+
+// header parses and checks the header at the start of data; ok is false if
+// data does not hold all of it yet.
+func (r *Reader) header(data []byte) (hd header, ok bool, err error) {
+	if len(data) < 2 {
+		return hd, false, nil
+	}
+	b0, b1 := data[0], data[1]
+	hd.fin, hd.op = b0&0x80 != 0, b0&0x0F
+	if b0&0x70 != 0 {
+		return hd, false, ErrReservedBits
+	}
+	if b1&0x80 == 0 {
+		return hd, false, ErrUnmasked
+	}
+	switch hd.op {
+	case OpContinuation, OpText, OpBinary, OpClose, OpPing, OpPong:
+	default:
+		return hd, false, ErrReservedOpcode
+	}
+	hd.size, hd.length = 2, uint64(b1&0x7F)
+	switch hd.length {
+	case 126:
+		if hd.size = 4; len(data) < hd.size {
+			return hd, false, nil
+		}
+		hd.length = uint64(binary.BigEndian.Uint16(data[2:]))
+	case 127:
+		if hd.size = 10; len(data) < hd.size {
+			return hd, false, nil
+		}
+		hd.length = binary.BigEndian.Uint64(data[2:])
+		if hd.length>>63 != 0 {
+			return hd, false, ErrLengthOverflow
+		}
+	}
+	if err := r.check(hd); err != nil {
+		return hd, false, err
+	}
+	hd.size += 4 // mask key
+	return hd, true, nil
+}
+
+// check applies the rules on control frames, fragments and size.
+func (r *Reader) check(hd header) error {
+	if hd.op&0x8 != 0 { // control
+		if !hd.fin {
+			return ErrControlFragmented
+		}
+		if hd.length > 125 {
+			return ErrControlTooLong
+		}
+		return nil
+	}
+	if hd.op == OpContinuation && r.msgOp == 0 {
+		return ErrUnexpectedCont
+	}
+	if hd.op != OpContinuation && r.msgOp != 0 {
+		return ErrExpectedCont
+	}
+	held := 0
+	if r.p != nil {
+		held = len(r.p.msg)
+	}
+	if r.MaxMessageSize > 0 && hd.length > uint64(r.MaxMessageSize-held) {
+		return ErrTooBig
+	}
+	return nil
+}
+
+// dispatch hands a control frame or a whole message to h, and keeps the
+// fragments of a message until its last one.
+func (r *Reader) dispatch(hd header, payload []byte, h Handler) error {
+	switch {
+	case hd.op&0x8 != 0:
+		return h(hd.op, payload)
+	case hd.fin && hd.op != OpContinuation: // a whole message in one frame: no copy
+		return r.message(hd.op, payload, h)
+	}
+	if hd.op != OpContinuation {
+		r.msgOp = hd.op
+	}
+	p := r.state()
+	p.msg = append(p.msg, payload...)
+	if r.msgOp == OpText {
+		// Fail fast (RFC 6455 §8.1): check each fragment as it comes,
+		// leaving only a rune cut by the fragment boundary for later.
+		n, ok := checkUTF8(p.msg, p.valid, hd.fin)
+		if !ok {
+			return ErrInvalidUTF8
+		}
+		p.valid = n
+	}
+	if !hd.fin {
+		return nil
+	}
+	op, msg := r.msgOp, p.msg
+	r.msgOp, p.msg, p.valid = 0, nil, 0
+	return h(op, msg)
 }
 
 func (r *Reader) message(op byte, payload []byte, h Handler) error {
