@@ -51,6 +51,7 @@ type conn struct {
 
 	mu          sync.Mutex // guards the write side below
 	off         int32      // bytes of queue[0] already written
+	qbytes      int32      // bytes queued, with queueEntryOverhead per frame
 	flushing    bool       // a flush is scheduled, running, or waiting for the socket
 	sockFull    bool       // the last write found the socket buffer full
 	closeQueued bool       // our close frame is queued: nothing may follow it
@@ -92,7 +93,7 @@ func (c *conn) Send(msg *Message) bool {
 }
 
 // SendFrame queues an encoded frame; see Send.
-func (c *conn) SendFrame(f *Frame) bool { return c.enqueue(f.wire, false) }
+func (c *conn) SendFrame(f *Frame) bool { return c.enqueue(f.wire) }
 
 // Close closes the connection gracefully: a close frame (1000, or 1001 while
 // the handler shuts down) goes after what is queued, then the socket is
@@ -120,20 +121,35 @@ const errorLinger = time.Second
 // already, and releases the socket when both sides have sent theirs or after
 // linger. CloseNoStatus sends an empty close frame (the echo of one).
 func (c *conn) closeWith(code uint16, reason string, linger time.Duration) {
-	var payload []byte
-	if code != wsframe.CloseNoStatus {
-		payload = wsframe.ClosePayload(code, reason)
-	}
-	frame := wsframe.AppendFrame(nil, wsframe.OpClose, payload)
 	c.mu.Lock()
 	if c.closeQueued || c.state.Load() == stateClosed {
 		c.mu.Unlock()
 		return
 	}
+	kick := c.queueCloseLocked(code, reason, false)
+	c.mu.Unlock()
+	c.closeQueuedThen(code, reason, linger, kick)
+}
+
+// queueCloseLocked queues the close frame (c.mu held, no close queued yet),
+// after the backlog or, with drop, in its place. It reports whether the
+// writer must be started.
+func (c *conn) queueCloseLocked(code uint16, reason string, drop bool) (kick bool) {
+	var payload []byte
+	if code != wsframe.CloseNoStatus {
+		payload = wsframe.ClosePayload(code, reason)
+	}
+	if drop {
+		c.dropBacklogLocked()
+	}
 	c.closeQueued = true
 	c.state.CompareAndSwap(stateOpen, stateClosing)
-	kick := c.pushLocked(frame)
-	c.mu.Unlock()
+	return c.pushLocked(wsframe.AppendFrame(nil, wsframe.OpClose, payload))
+}
+
+// closeQueuedThen does what follows a queued close frame: the log line, the
+// deadline after which the socket is released, the writer.
+func (c *conn) closeQueuedThen(code uint16, reason string, linger time.Duration, kick bool) {
 	if code != wsframe.CloseNormal && code != wsframe.CloseNoStatus && code != wsframe.CloseGoingAway {
 		c.h.logger.Debug("realtime: closing connection", "conn", c.id, "code", code, "reason", reason)
 	}

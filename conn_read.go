@@ -44,6 +44,9 @@ var pingFrame = wsframe.AppendFrame(nil, wsframe.OpPing, nil)
 
 // onFrame handles one message or control frame from the peer.
 func (c *conn) onFrame(op byte, payload []byte) error {
+	if c.readStopped {
+		return errStopReading // closing: what follows is not read
+	}
 	switch op {
 	case wsframe.OpText:
 		c.h.stats.messagesIn.Add(1)
@@ -52,9 +55,13 @@ func (c *conn) onFrame(op byte, payload []byte) error {
 	case wsframe.OpBinary:
 		return &wsframe.CloseError{Code: wsframe.CloseUnsupportedData, Reason: "binary messages are not supported"}
 	case wsframe.OpPing:
-		c.enqueue(wsframe.AppendFrame(nil, wsframe.OpPong, payload), true)
+		// Pings count against the rate limit like messages; a refused one
+		// gets no pong. The pong replaces one still queued (enqueue).
+		if c.h.charge(c) {
+			c.enqueue(wsframe.AppendFrame(nil, wsframe.OpPong, payload))
+		}
 	case wsframe.OpPong:
-		// lastRead is already updated
+		c.h.charge(c) // lastRead is already updated
 	case wsframe.OpClose:
 		code, _, err := wsframe.ParseClosePayload(payload)
 		if err != nil {

@@ -13,34 +13,33 @@ import (
 // The write side of a connection: a bounded queue of frames and one writer
 // at a time that sends all of them in one writev.
 
-// burstFactor is how far a connection's queue may grow past SendQueueSize
-// while its socket still takes data.
-const burstFactor = 4
+// queueEntryOverhead is what one queued frame costs besides its bytes (its
+// slice header in the queue, and allocation rounding), so that the bound in
+// bytes also bounds memory when the frames are tiny.
+const queueEntryOverhead = 32
 
-// controlSlack is how many control frames (pongs, pings) may go beyond the
-// send queue's size before the connection counts as a slow consumer.
-const controlSlack = 8
-
-func (c *conn) enqueue(b []byte, control bool) bool {
+// enqueue queues a frame. The queue is bounded in bytes
+// (HandlerConfig.SendQueueBytes, and SendQueueSize frames if set): a
+// connection over it is a slow consumer and is closed, its backlog dropped
+// so that the close frame goes out next. A frame bigger than the bound is
+// taken when the queue is empty. A pong replaces a pong still waiting at the
+// end of the queue (RFC 6455 §5.5.3: answering the latest ping is enough),
+// so a ping flood costs one queued pong, not one per ping.
+func (c *conn) enqueue(b []byte) bool {
 	c.mu.Lock()
 	if c.closeQueued || c.state.Load() == stateClosed {
 		c.mu.Unlock()
 		return false
 	}
-	// A full queue means a slow consumer only if the socket is backed up too:
-	// otherwise the frames merely wait for the writer (a burst fanned in
-	// faster than one flush), up to a hard cap that bounds memory.
-	limit := c.h.cfg.SendQueueSize
-	if !c.sockFull {
-		limit *= burstFactor
-	}
-	if control {
-		limit += controlSlack
-	}
-	if len(c.queue) >= limit {
+	if isPong(b) && c.replacePongLocked(b) {
 		c.mu.Unlock()
+		return true
+	}
+	if c.overLocked(len(b)) {
 		c.h.stats.slowConsumers.Add(1)
-		c.fail(wsframe.ClosePolicyViolation, "slow consumer: send queue full")
+		kick := c.queueCloseLocked(wsframe.ClosePolicyViolation, "slow consumer: send queue full", true)
+		c.mu.Unlock()
+		c.closeQueuedThen(wsframe.ClosePolicyViolation, "slow consumer", errorLinger, kick)
 		return false
 	}
 	kick := c.pushLocked(b)
@@ -51,6 +50,30 @@ func (c *conn) enqueue(b []byte, control bool) bool {
 	return true
 }
 
+// overLocked reports whether queueing n more bytes passes the bounds.
+func (c *conn) overLocked(n int) bool {
+	if len(c.queue) == 0 {
+		return false
+	}
+	cfg := &c.h.cfg
+	return int(c.qbytes)+n+queueEntryOverhead > cfg.SendQueueBytes ||
+		cfg.SendQueueSize > 0 && len(c.queue) >= cfg.SendQueueSize
+}
+
+func isPong(b []byte) bool { return len(b) > 0 && b[0] == 0x80|wsframe.OpPong }
+
+// replacePongLocked puts pong in place of a pong waiting, untouched, at the
+// end of the queue, and reports whether it did.
+func (c *conn) replacePongLocked(pong []byte) bool {
+	n := len(c.queue)
+	if n == 0 || !isPong(c.queue[n-1]) || n == 1 && c.off > 0 {
+		return false
+	}
+	c.qbytes += int32(len(pong) - len(c.queue[n-1]))
+	c.queue[n-1] = pong
+	return true
+}
+
 // pushLocked appends a frame to the queue (c.mu held) and reports whether
 // the caller must start the writer: true when no flush was pending.
 func (c *conn) pushLocked(b []byte) (kick bool) {
@@ -58,9 +81,25 @@ func (c *conn) pushLocked(b []byte) (kick bool) {
 		c.queue = getQueue()
 	}
 	c.queue = append(c.queue, b)
+	c.qbytes += int32(len(b) + queueEntryOverhead)
 	kick = !c.flushing
 	c.flushing = true
 	return kick
+}
+
+// dropBacklogLocked empties the queue but for a frame already partly
+// written, whose rest must follow for the stream to stay well-formed.
+func (c *conn) dropBacklogLocked() {
+	keep := 0
+	if c.off > 0 {
+		keep = 1
+	}
+	clear(c.queue[keep:])
+	c.queue = c.queue[:keep]
+	c.qbytes = 0
+	for _, b := range c.queue {
+		c.qbytes += int32(len(b) + queueEntryOverhead)
+	}
 }
 
 // flush writes queued frames until the queue is empty or the socket is full
@@ -71,7 +110,7 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 		if len(c.queue) == 0 {
 			c.flushing = false
 			putQueue(c.queue)
-			c.queue, c.off = nil, 0
+			c.queue, c.off, c.qbytes = nil, 0, 0
 			justSent := c.closeQueued && !c.closeSent
 			c.closeSent = c.closeSent || c.closeQueued
 			c.mu.Unlock()
@@ -107,6 +146,9 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 			i++
 		}
 		c.h.stats.framesOut.Add(uint64(i))
+		for _, b := range c.queue[:i] {
+			c.qbytes -= int32(len(b) + queueEntryOverhead)
+		}
 		rest := copy(c.queue, c.queue[i:])
 		clear(c.queue[rest:])
 		c.queue, c.off = c.queue[:rest], int32(n)
@@ -115,7 +157,7 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 }
 
 // flushBacklog writes queued frames in the middle of reading when the queue
-// is half full. One read can carry hundreds of commands whose replies (or the
+// holds half of what it may. One read can carry hundreds of commands whose replies (or the
 // client's own room messages) would otherwise all queue before the task gets
 // to write. Only the polled task does it: it is the connection's writer.
 func (c *conn) flushBacklog() {
@@ -123,7 +165,8 @@ func (c *conn) flushBacklog() {
 		return
 	}
 	c.mu.Lock()
-	backlog := len(c.queue) >= c.h.cfg.SendQueueSize/2
+	backlog := int(c.qbytes) >= c.h.cfg.SendQueueBytes/2 ||
+		c.h.cfg.SendQueueSize > 0 && len(c.queue) >= c.h.cfg.SendQueueSize/2
 	c.mu.Unlock()
 	if !backlog {
 		return

@@ -42,11 +42,19 @@ type HandlerConfig struct {
 	// MaxMessageSize is the largest client message in bytes; a larger one
 	// closes the connection with 1009. Default: 64 KiB.
 	MaxMessageSize int
-	// SendQueueSize is how many frames may wait for a connection whose
-	// socket buffer is full; a client that lets it fill is disconnected
-	// (1008, "slow consumer") so that it slows no one else down. While the
-	// socket still takes data the queue may hold 4× this during a burst.
-	// Default: 256.
+	// SendQueueBytes bounds what a connection's send queue may hold: the
+	// bytes of its queued frames plus 32 per frame, so memory stays bounded
+	// whatever the message sizes. A client that lets it fill (it reads more
+	// slowly than messages come) is disconnected with 1008 "slow consumer":
+	// its backlog is dropped and the close frame goes out next, so it slows
+	// no one else down and pins no more memory. A burst of small frames to a
+	// reading client fits easily (1 MiB is about a thousand 1 KiB frames,
+	// which a reading client drains in a millisecond). A frame larger than the
+	// bound still goes out when the queue is empty. Default: 1 MiB (as
+	// centrifuge's client queue).
+	SendQueueBytes int
+	// SendQueueSize, when positive, also bounds how many frames may be
+	// queued. Default: 0 (the byte bound alone).
 	SendQueueSize int
 	// RateLimit is how many messages per second a connection may send on
 	// average, and RateBurst how many at once. Past them the client gets
@@ -107,7 +115,7 @@ func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
 		}
 	}
 	set(&c.MaxMessageSize, 64<<10)
-	set(&c.SendQueueSize, 256)
+	set(&c.SendQueueBytes, 1<<20)
 	set(&c.RateBurst, 100)
 	if c.RateLimit == 0 {
 		c.RateLimit = 50

@@ -100,7 +100,7 @@ func (hb *heartbeat) sweep(i int, now time.Time, cfg *HandlerConfig, scratch []*
 			c.fail(wsframe.CloseGoingAway, "ping timeout")
 			continue
 		}
-		c.enqueue(pingFrame, true)
+		c.enqueue(pingFrame)
 	}
 	clear(conns)
 	return conns

@@ -83,15 +83,26 @@ type inbound struct {
 	Data json.RawMessage `json:"data"`
 }
 
+// charge charges one message (or ping) to c's rate limit, at its arrival, and
+// reports whether it may pass. After RateBurst refusals in a row it closes c
+// (1008) and stops reading it.
+func (h *Handler) charge(c *conn) bool {
+	if c.limiter.allow(h.cfg.RateLimit, h.cfg.RateBurst, time.Now()) {
+		return true
+	}
+	if int(c.limiter.strikes) > h.cfg.RateBurst && !c.readStopped {
+		c.readStopped = true // Feed stops at the next frame
+		c.fail(wsframe.ClosePolicyViolation, "rate limit exceeded")
+	}
+	return false
+}
+
 // handleMessage runs one client command.
 func (h *Handler) handleMessage(c *conn, payload []byte) {
-	if !c.limiter.allow(h.cfg.RateLimit, h.cfg.RateBurst, time.Now()) {
-		if int(c.limiter.strikes) > h.cfg.RateBurst {
-			c.stopReading()
-			c.fail(wsframe.ClosePolicyViolation, "rate limit exceeded")
-			return
+	if !h.charge(c) {
+		if !c.readStopped {
+			h.sendError(c, ErrCodeRateLimited, "too many messages; slow down")
 		}
-		h.sendError(c, ErrCodeRateLimited, "too many messages; slow down")
 		return
 	}
 	var in inbound

@@ -150,7 +150,7 @@ func TestStalledClientsHoldNoWorker(t *testing.T) {
 // A client that never reads fills its socket and then its queue, and is
 // disconnected; every other member still receives every message, in order.
 func TestNeverReadingClientIsDisconnected(t *testing.T) {
-	cfg := HandlerConfig{SendQueueSize: 32, RateLimit: -1, MaxMessageSize: 1 << 20}
+	cfg := HandlerConfig{SendQueueBytes: 512 << 10, RateLimit: -1, MaxMessageSize: 1 << 20}
 	forEachDoor(t, cfg, func(t *testing.T, ts *testServer) {
 		reader := dial(t, ts.url, nil)
 		deaf := dial(t, ts.url, nil)
