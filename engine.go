@@ -22,6 +22,7 @@ type engine struct {
 	startOnce sync.Once
 	poller    *netpoll.Poller // nil where polling is unsupported
 	pool      *netpoll.Pool
+	pipe      *pipeline // messages for the Broadcaster, or nil without one
 	hb        heartbeat
 	stopHB    chan struct{}
 	hbDone    sync.WaitGroup
@@ -57,6 +58,9 @@ func (e *engine) start() {
 			}
 		}
 		e.pool = netpoll.NewPool(e.h.cfg.Workers)
+		if e.h.cfg.Broadcaster != nil {
+			e.pipe = newPipeline(e.h)
+		}
 		e.hbDone.Go(func() { e.hb.run(&e.h.cfg, e.stopHB) })
 	})
 }
@@ -103,6 +107,12 @@ func (e *engine) shutdown(ctx context.Context) error {
 		e.poller.Close()
 	}
 	e.fallback.Wait()
+	if e.pipe != nil {
+		// What the connections' last events queued still goes out.
+		pctx, cancel := context.WithTimeout(context.Background(), e.h.cfg.PublishTimeout)
+		e.pipe.close(pctx)
+		cancel()
+	}
 	if err != nil {
 		return ErrShutdownTimeout
 	}

@@ -49,6 +49,7 @@ var (
 	errOriginNotAllowed  = errors.New("origin not allowed")
 	errUnauthorized      = errors.New("unauthorized")
 	errHandshakeTooLarge = errors.New("handshake too large")
+	errPipelineFull      = errors.New("realtime: publish pipeline full")
 	// errStopReading ends Feed after the peer's close frame.
 	errStopReading = errors.New("stop reading")
 )

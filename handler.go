@@ -20,6 +20,7 @@ type Handler struct {
 	rooms    RoomHub          // the hub itself, or own for a Hub without RoomHub
 	own      *connRooms       // rooms kept by the handler, or nil
 	recorder PresenceRecorder // the Broadcaster's, or nil
+	frames   FrameHub         // the hub's, or nil
 	logger   *slog.Logger
 	cfg      HandlerConfig
 	eng      *engine
@@ -54,6 +55,7 @@ func NewHandler(hub Hub, logger *slog.Logger, cfg HandlerConfig) *Handler {
 		h.rooms = h.own
 	}
 	h.recorder, _ = cfg.Broadcaster.(PresenceRecorder)
+	h.frames, _ = hub.(FrameHub)
 	if sn, ok := hub.(ShutdownNotifier); ok {
 		sn.OnShutdown(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ShutdownTimeout)

@@ -63,6 +63,14 @@ type HandlerConfig struct {
 	// the limit off.
 	RateLimit float64
 	RateBurst int
+	// PublishTimeout bounds one batch of messages handed to the
+	// Broadcaster; past it, each sender gets publish_failed. Default: 5s.
+	PublishTimeout time.Duration
+	// PublishQueueSize is how many messages may wait for the Broadcaster,
+	// over all lanes of the publish pipeline; past it, a sender gets
+	// publish_failed at once. Nothing that waits on the Broadcaster runs on
+	// the workers that read and write sockets. Default: 8192.
+	PublishQueueSize int
 	// MaxRoomsPerConn is how many rooms one connection may be in at once.
 	// Default: 100.
 	MaxRoomsPerConn int
@@ -95,8 +103,7 @@ type HandlerConfig struct {
 	// Default: 8 random hex digits.
 	PodID string
 	// Workers is the size of the pool that reads, handles and writes polled
-	// connections. Default: 8 × GOMAXPROCS (a worker waits only on the
-	// Broadcaster and the Authorize callbacks, never on a socket).
+	// connections. Default: 8 × GOMAXPROCS.
 	Workers int
 	// Pollers is how many epoll instances dispatch readiness. Default:
 	// GOMAXPROCS.
@@ -116,6 +123,8 @@ func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
 	}
 	set(&c.MaxMessageSize, 64<<10)
 	set(&c.SendQueueBytes, 1<<20)
+	set(&c.PublishQueueSize, 8192)
+	setD(&c.PublishTimeout, 5*time.Second)
 	set(&c.RateBurst, 100)
 	if c.RateLimit == 0 {
 		c.RateLimit = 50

@@ -1,7 +1,6 @@
 package realtime
 
 import (
-	"context"
 	"errors"
 	"strconv"
 	"time"
@@ -26,14 +25,14 @@ func (h *Handler) publish(c *conn, in *inbound) {
 	h.deliver(c, &Message{ID: newMessageID(h.cfg.PodID), Type: in.Type, Room: in.Room, From: c.id, Data: in.Data, Timestamp: time.Now().UTC()})
 }
 
-// direct sends a client's message to one connection: through the
-// Broadcaster when there is one (it delivers locally or to the pod that owns
-// the connection, and reports a local connection that is not there), else
-// straight to the hub. Either way the target is looked up once.
+// direct sends a client's message to one connection: straight to the hub
+// when this pod owns it (or there is no Broadcaster), else through the
+// publish pipeline to the pod that does. Either way the target is looked up
+// once, and a target that does not exist gets the sender not_found.
 func (h *Handler) direct(c *conn, in *inbound) {
 	msg := &Message{ID: newMessageID(h.cfg.PodID), Type: in.Type, From: c.id, To: in.To, Data: in.Data, Timestamp: time.Now().UTC()}
-	if h.cfg.Broadcaster != nil {
-		h.deliver(c, msg)
+	if pod := podOf(in.To); h.cfg.Broadcaster != nil && pod != "" && pod != h.cfg.PodID {
+		h.relay(c, in.To, msg)
 		return
 	}
 	if !h.hub.SendTo(in.To, msg) {
@@ -41,27 +40,55 @@ func (h *Handler) direct(c *conn, in *inbound) {
 	}
 }
 
-// publishTimeout bounds one Publish on behalf of a client.
-const publishTimeout = 5 * time.Second
-
-// deliver hands msg to the Broadcaster if there is one (every pod, this one
-// included, delivers it from there), else to the hub. A failed publish is
-// counted and reported to c.
+// deliver sends a room message or event: to the hub when there is no
+// Broadcaster; else to this pod's members at once (when the Broadcaster is a
+// Relayer) and to the other pods through the publish pipeline.
 func (h *Handler) deliver(c *conn, msg *Message) {
 	if h.cfg.Broadcaster == nil {
 		h.hub.Broadcast(msg)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	err := h.cfg.Broadcaster.Publish(ctx, msg)
-	switch {
-	case err == nil:
-	case errors.Is(err, ErrNoSuchConnection):
-		h.sendError(c, ErrCodeNotFound, "no connection "+strconv.Quote(msg.To))
-	default:
-		h.stats.publishErrors.Add(1)
-		h.logger.Warn("realtime: publish", "room", msg.Room, "type", msg.Type, "err", err)
+	h.relay(c, msg.Room, msg)
+}
+
+// relay encodes msg once, delivers a room message locally if the
+// Broadcaster is a Relayer, and queues msg on the pipeline lane of key. A
+// full lane fails at once (publish_failed to c).
+func (h *Handler) relay(c *conn, key string, msg *Message) {
+	f, err := NewFrame(msg)
+	if err != nil {
+		h.logger.Error("realtime: publish", "type", msg.Type, "err", err)
+		return
+	}
+	if h.eng.pipe.relayer != nil && msg.To == "" {
+		h.deliverLocal(msg.Room, f)
+	}
+	if !h.eng.pipe.submit(key, pubJob{f: f, from: c}) {
+		h.publishFailed(c, msg, errPipelineFull)
+	}
+}
+
+// deliverLocal hands f to this pod's members of room.
+func (h *Handler) deliverLocal(room string, f *Frame) {
+	if h.frames != nil {
+		h.frames.BroadcastFrame(room, f)
+		return
+	}
+	h.hub.Broadcast(f.Message())
+}
+
+// publishFailed tells c (if it is still there) that msg did not reach the
+// other pods, or that its direct target does not exist.
+func (h *Handler) publishFailed(c *conn, msg *Message, err error) {
+	if errors.Is(err, ErrNoSuchConnection) {
+		if c != nil {
+			h.sendError(c, ErrCodeNotFound, "no connection "+strconv.Quote(msg.To))
+		}
+		return
+	}
+	h.stats.publishErrors.Add(1)
+	h.logger.Warn("realtime: publish", "room", msg.Room, "type", msg.Type, "err", err)
+	if c != nil {
 		// The error's text (addresses, channels) is for the log, not the client.
 		h.sendError(c, ErrCodePublishFailed, "not delivered to the other pods; try again")
 	}

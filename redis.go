@@ -3,6 +3,7 @@ package realtime
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -52,6 +53,7 @@ var (
 	_ Broadcaster      = (*RedisBroadcaster)(nil)
 	_ PodNamer         = (*RedisBroadcaster)(nil)
 	_ PresenceRecorder = (*RedisBroadcaster)(nil)
+	_ Relayer          = (*RedisBroadcaster)(nil)
 )
 
 // BroadcasterOption configures a RedisBroadcaster.
@@ -163,16 +165,58 @@ func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
 }
 
 // publishDirect delivers f to the connection to: here if this pod owns it,
-// else through the owning pod's direct channel.
+// else through the owning pod's direct channel. A target on a pod that does
+// not exist (nobody listens on its channel) is ErrNoSuchConnection, as a
+// missing local one is.
 func (b *RedisBroadcaster) publishDirect(ctx context.Context, to string, f *Frame) error {
 	target := podOf(to)
 	if target != b.pod && target != "" {
-		return b.bus.PublishDirect(ctx, target, b.envelope(to, f))
+		return noSuchPod(b.bus.PublishDirect(ctx, target, b.envelope(to, f)), to)
 	}
 	if !b.deliverTo(to, f) {
 		return fmt.Errorf("%w: %q", ErrNoSuchConnection, to)
 	}
 	return nil
+}
+
+// noSuchPod turns the bus's "nobody listens" into ErrNoSuchConnection.
+func noSuchPod(err error, to string) error {
+	if errors.Is(err, broadcast.ErrNoPod) {
+		return fmt.Errorf("%w: %q (no pod %q)", ErrNoSuchConnection, to, podOf(to))
+	}
+	return err
+}
+
+// Relay sends frames, already delivered to this pod's hub by the caller, to
+// the other pods, in one pipelined round trip and in order; see Relayer. A
+// direct message for this pod's own connection is delivered here.
+func (b *RedisBroadcaster) Relay(ctx context.Context, frames []*Frame, errs []error) {
+	items := make([]broadcast.Item, 0, len(frames))
+	idx := make([]int, 0, len(frames)) // items[k] is frames[idx[k]]
+	for i, f := range frames {
+		errs[i] = nil
+		m := f.Message()
+		switch target := podOf(m.To); {
+		case m.To == "":
+			items = append(items, broadcast.Item{Key: m.Room, Payload: b.envelope(m.Room, f)})
+		case target == b.pod || target == "":
+			if !b.deliverTo(m.To, f) {
+				errs[i] = fmt.Errorf("%w: %q", ErrNoSuchConnection, m.To)
+			}
+			continue
+		default:
+			items = append(items, broadcast.Item{Pod: target, Payload: b.envelope(m.To, f)})
+		}
+		idx = append(idx, i)
+	}
+	if len(items) == 0 {
+		return
+	}
+	out := make([]error, len(items))
+	b.bus.PublishBatch(ctx, items, out)
+	for k, err := range out {
+		errs[idx[k]] = noSuchPod(err, frames[idx[k]].Message().To)
+	}
 }
 
 // envelope is "<origin pod>\n<key>\n<message JSON>", where key is the room

@@ -29,9 +29,20 @@ type pod struct {
 
 func startPod(t *testing.T, name string, client rueidis.Client, opts ...BroadcasterOption) *pod {
 	t.Helper()
+	return startPodWith(t, name, client, HandlerConfig{}, opts...)
+}
+
+// startPodWith is startPod with a handler configuration (Broadcaster,
+// Authenticate and, unless set, RateLimit are filled in).
+func startPodWith(t *testing.T, name string, client rueidis.Client, cfg HandlerConfig, opts ...BroadcasterOption) *pod {
+	t.Helper()
 	hub := NewHub(quietLogger())
 	rb := NewRedisBroadcaster(client, hub, quietLogger(), append([]BroadcasterOption{WithPodID(name)}, opts...)...)
-	h := NewHandler(hub, quietLogger(), HandlerConfig{Broadcaster: rb, Authenticate: userAuth, RateLimit: -1})
+	cfg.Broadcaster, cfg.Authenticate = rb, userAuth
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = -1
+	}
+	h := NewHandler(hub, quietLogger(), cfg)
 	require.Equal(t, name, h.Config().PodID, "the handler adopts the broadcaster's pod ID")
 	ctx, cancel := context.WithCancel(context.Background())
 	hubDone, rbDone := make(chan struct{}), make(chan struct{})

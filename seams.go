@@ -1,11 +1,13 @@
 package realtime
 
+import "context"
+
 // The parts of the package meet through the small interfaces below, never
 // through a type assertion on a concrete type: a Hub or a Broadcaster of your
 // own can offer any of them and get the same treatment as ours. Each is
 // optional; the comment says what happens without it. ShardedHub implements
 // RoomHub, FrameHub, RoomWatcher, Directory and ShutdownNotifier;
-// RedisBroadcaster implements PodNamer and PresenceRecorder.
+// RedisBroadcaster implements Relayer, PodNamer and PresenceRecorder.
 
 // RoomHub is a Hub that can refuse a join and list a connection's rooms.
 // Without it, a Handler keeps each connection's rooms itself and calls
@@ -73,6 +75,24 @@ type ShutdownNotifier interface {
 	// OnShutdown registers fn to run when the hub shuts down, before it
 	// closes the connections left.
 	OnShutdown(fn func())
+}
+
+// Relayer is a Broadcaster that sends already encoded messages to the other
+// pods only, the caller having delivered them to this pod's hub. A Handler
+// with a Relayer delivers a client's message to this pod's members at once,
+// on the socket worker, and hands the network part to its publish pipeline,
+// so that a stalled Redis slows no local delivery. Without it, the pipeline
+// calls Publish, which delivers locally too (late, while it is stalled).
+//
+// Concurrency: Relay may be called from several goroutines at once; it may
+// wait on the network, up to ctx's deadline.
+type Relayer interface {
+	// Relay sends each frame to the other pods (a room message to the room,
+	// a direct message to the pod that owns its target), keeping their
+	// order, and sets errs[i] (len(errs) == len(frames)) for each that could
+	// not be sent: an error wrapping ErrNoSuchConnection for a direct
+	// message to a pod or connection that does not exist.
+	Relay(ctx context.Context, frames []*Frame, errs []error)
 }
 
 // PodNamer is a Broadcaster that routes direct messages by pod: a Handler

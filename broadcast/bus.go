@@ -148,22 +148,57 @@ func (b *Bus) DirectChannel(pod string) string {
 
 // Publish sends payload to every pod that listens to key's partition.
 func (b *Bus) Publish(ctx context.Context, key string, payload []byte) error {
-	return b.publish(ctx, b.PartitionChannel(b.Partition(key)), payload)
+	return b.publish(ctx, b.PartitionChannel(b.Partition(key)), payload, false)
 }
 
-// PublishDirect sends payload to pod's direct channel.
+// PublishDirect sends payload to pod's direct channel. It returns an error
+// wrapping ErrNoPod if no pod listens there (SPUBLISH reached nobody).
 func (b *Bus) PublishDirect(ctx context.Context, pod string, payload []byte) error {
-	return b.publish(ctx, b.DirectChannel(pod), payload)
+	return b.publish(ctx, b.DirectChannel(pod), payload, true)
 }
 
-func (b *Bus) publish(ctx context.Context, channel string, payload []byte) error {
+func (b *Bus) publish(ctx context.Context, channel string, payload []byte, direct bool) error {
 	cmd := b.client.B().Spublish().Channel(channel).Message(rueidis.BinaryString(payload)).Build()
-	if err := b.client.Do(ctx, cmd).Error(); err != nil {
+	return b.result(channel, direct, b.client.Do(ctx, cmd))
+}
+
+// result counts a publish's outcome and turns it into an error.
+func (b *Bus) result(channel string, direct bool, r rueidis.RedisResult) error {
+	n, err := r.AsInt64()
+	if err != nil {
 		b.publishErrors.Add(1)
 		return fmt.Errorf("broadcast: publish to %s: %w", channel, err)
 	}
 	b.published.Add(1)
+	if direct && n == 0 {
+		return fmt.Errorf("%w: %s", ErrNoPod, channel)
+	}
 	return nil
+}
+
+// Item is one payload of a PublishBatch: to Key's partition, or with Pod
+// set, to that pod's direct channel.
+type Item struct {
+	Key, Pod string
+	Payload  []byte
+}
+
+// PublishBatch sends items in one pipelined round trip (per Redis node),
+// in order, and sets errs[i] (len(errs) >= len(items)) for each that failed,
+// as Publish and PublishDirect would.
+func (b *Bus) PublishBatch(ctx context.Context, items []Item, errs []error) {
+	cmds := make(rueidis.Commands, len(items))
+	channels := make([]string, len(items))
+	for i, it := range items {
+		channels[i] = b.PartitionChannel(b.Partition(it.Key))
+		if it.Pod != "" {
+			channels[i] = b.DirectChannel(it.Pod)
+		}
+		cmds[i] = b.client.B().Spublish().Channel(channels[i]).Message(rueidis.BinaryString(it.Payload)).Build()
+	}
+	for i, r := range b.client.DoMulti(ctx, cmds...) {
+		errs[i] = b.result(channels[i], items[i].Pod != "", r)
+	}
 }
 
 // Watch counts one more key of the pod in key's partition; the first one

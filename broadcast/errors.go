@@ -12,6 +12,9 @@ var (
 	// ErrNoCanary: Ready found that no canary has come back through Redis
 	// since Run started.
 	ErrNoCanary = errors.New("broadcast: no canary has come back through Redis yet")
+	// ErrNoPod: a direct payload reached nobody: no pod of that name listens
+	// (PublishDirect, PublishBatch).
+	ErrNoPod = errors.New("broadcast: no such pod")
 	// ErrNotDelivering: Ready found that the last canary came back too long
 	// ago: the pub/sub link is up but not delivering, or down.
 	ErrNotDelivering = errors.New("broadcast: pub/sub not delivering")

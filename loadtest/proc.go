@@ -19,7 +19,7 @@ import (
 // gets besides its addresses: the publisher sends as fast as asked (no rate
 // limit), one big room wants no N² join events, and the publisher joins
 // every room of the layout.
-var serverArgs = []string{"-rate-limit", "-1", "-no-join-events", "-send-queue", "1024", "-max-rooms", "100000"}
+var serverArgs = []string{"-rate-limit", "-1", "-no-join-events", "-max-rooms", "100000"}
 
 // binDir is where the server binaries (realtime, baseline) are: beside the
 // load test's own executable unless -bin-dir says otherwise. `make loadtest`

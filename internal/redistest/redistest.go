@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,6 +99,19 @@ func (s *Server) Kill() {
 
 // Restart starts the server again on the same port.
 func (s *Server) Restart() { s.start() }
+
+// Stop freezes the server (SIGSTOP): connections stay open and nothing is
+// answered, as with a Redis stalled by a long command or a paused VM.
+func (s *Server) Stop() { s.signal(syscall.SIGSTOP) }
+
+// Continue resumes a server frozen by Stop (SIGCONT).
+func (s *Server) Continue() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig os.Signal) {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Signal(sig)
+	}
+}
 
 // Client returns a rueidis client for addrs, closed when the test ends.
 // Retries are on so that the client rides out a restart.

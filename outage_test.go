@@ -1,0 +1,70 @@
+package realtime
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/realtimehub/realtime/internal/redistest"
+)
+
+// Regression (issue 9, defect 1): a stalled Redis does not freeze the pod.
+// Publishing used to run on the socket workers and wait up to 5 s per
+// message, so with Redis stopped a sender's next messages, other clients'
+// pings and new connections all waited for those time-outs. Now local
+// delivery, pings, joins and new connections go on while the publishes wait
+// in the pipeline, and each message that could not reach Redis is answered
+// with publish_failed. (Each step below is checked to happen before any
+// publish failed: before the first time-out.)
+func TestRedisStallLeavesPodResponsive(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startPodWith(t, "a", redistest.Client(t, srv.Addr), HandlerConfig{PublishTimeout: 2 * time.Second})
+	a1, a2 := dial(t, a.url, as("a1")), dial(t, a.url, as("a2"))
+	a1.join("r")
+	a2.join("r")
+	a1.readType(MessageTypeJoin) // a2's join event
+	waitListening(t, "r", a)
+
+	srv.Stop()
+	defer srv.Continue()
+	const n = 20
+	for i := range n {
+		a1.send(map[string]any{"type": "chat", "room": "r", "data": i})
+	}
+	for i := range n {
+		assert.Equal(t, fmt.Sprint(i), string(a2.readType(MessageTypeChat).Data), "local delivery goes on")
+	}
+	late := dial(t, a.url, as("late")) // a new connection is answered
+	late.join("elsewhere")
+	late.send(map[string]string{"type": "ping"})
+	late.readType(MessageTypePong)
+	assert.Zero(t, a.h.Stats().PublishErrors, "all of the above happened before the first publish timed out")
+
+	for range n { // every message that did not reach Redis is reported
+		assert.Equal(t, ErrCodePublishFailed, a1.readError())
+	}
+	srv.Continue()
+	require.Eventually(t, func() bool { return a.rb.Ready() == nil }, 10*time.Second, 20*time.Millisecond)
+}
+
+// A full pipeline answers publish_failed at once, without waiting for Redis.
+func TestPublishPipelineFullFailsAtOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startPodWith(t, "a", redistest.Client(t, srv.Addr), HandlerConfig{PublishTimeout: time.Minute, PublishQueueSize: 1})
+	a1 := dial(t, a.url, as("a1"))
+	a1.join("r")
+	waitListening(t, "r", a)
+	srv.Stop()
+	defer srv.Continue()
+	for i := range 10 {
+		a1.send(map[string]any{"type": "chat", "room": "r", "data": i})
+	}
+	// One message is in flight and one waits in its lane: the others are
+	// refused now, long before the minute-long publish timeout.
+	for range 8 {
+		assert.Equal(t, ErrCodePublishFailed, a1.readError())
+	}
+}
