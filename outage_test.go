@@ -68,3 +68,17 @@ func TestPublishPipelineFullFailsAtOnce(t *testing.T) {
 		assert.Equal(t, ErrCodePublishFailed, a1.readError())
 	}
 }
+
+// Regression (issue 9, defect 9): with Redis, a direct message to a pod that
+// does not exist was dropped silently; it gets not_found, as on one pod.
+func TestDirectToUnknownPodIsNotFound(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startPod(t, "a", redistest.Client(t, srv.Addr))
+	b := startPod(t, "b", redistest.Client(t, srv.Addr))
+	a1 := dial(t, a.url, as("a1"))
+	b1 := dial(t, b.url, as("b1"))
+	a1.send(map[string]any{"type": "chat", "to": "nosuchpod.1", "data": "x"})
+	assert.Equal(t, ErrCodeNotFound, a1.readError())
+	a1.send(map[string]any{"type": "chat", "to": b1.id, "data": "y"}) // a live target still works
+	assert.Equal(t, `"y"`, string(b1.readType(MessageTypeChat).Data))
+}
