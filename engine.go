@@ -22,7 +22,8 @@ type engine struct {
 	startOnce sync.Once
 	poller    *netpoll.Poller // nil where polling is unsupported
 	pool      *netpoll.Pool
-	pipe      *pipeline // messages for the Broadcaster, or nil without one
+	pipe      *pipeline      // messages for the Broadcaster, or nil without one
+	cmds      *commandRunner // commands off the workers, or nil without hooks
 	hb        heartbeat
 	stopHB    chan struct{}
 	hbDone    sync.WaitGroup
@@ -60,6 +61,9 @@ func (e *engine) start() {
 		e.pool = netpoll.NewPool(e.h.cfg.Workers)
 		if e.h.cfg.Broadcaster != nil {
 			e.pipe = newPipeline(e.h)
+		}
+		if e.h.cfg.AuthorizeJoin != nil || e.h.cfg.AuthorizePublish != nil {
+			e.cmds = newCommandRunner(e.h)
 		}
 		e.hbDone.Go(func() { e.hb.run(&e.h.cfg, e.stopHB) })
 	})
@@ -107,6 +111,9 @@ func (e *engine) shutdown(ctx context.Context) error {
 		e.poller.Close()
 	}
 	e.fallback.Wait()
+	if e.cmds != nil {
+		e.cmds.stop()
+	}
 	if e.pipe != nil {
 		// What the connections' last events queued still goes out.
 		pctx, cancel := context.WithTimeout(context.Background(), e.h.cfg.PublishTimeout)

@@ -34,6 +34,9 @@ type HandlerConfig struct {
 
 	// AuthorizeJoin decides whether a user may join a room; an error refuses
 	// with a "forbidden" error message. nil: anyone may join any room.
+	// With AuthorizeJoin or AuthorizePublish set, client commands run on a
+	// pool of their own (each connection's in order), never on the workers
+	// that read and write sockets, so a hook may wait (on a database, say).
 	AuthorizeJoin func(userID, room string) error
 	// AuthorizePublish decides whether a user may send a message of msgType
 	// to a room; an error refuses with "forbidden". nil: members may publish.

@@ -82,3 +82,31 @@ func TestDirectToUnknownPodIsNotFound(t *testing.T) {
 	a1.send(map[string]any{"type": "chat", "to": b1.id, "data": "y"}) // a live target still works
 	assert.Equal(t, `"y"`, string(b1.readType(MessageTypeChat).Data))
 }
+
+// Regression (issue 9, defect 1, hooks): an AuthorizeJoin hook that waits
+// (a database call) does not hold the socket workers: with one worker, a
+// join stuck in the hook used to stop every other client's ping. Commands of
+// one connection still run in order: the chat sent after the stuck join
+// follows it.
+func TestSlowHookHoldsNoWorker(t *testing.T) {
+	for _, d := range doors {
+		t.Run(string(d), func(t *testing.T) {
+			release := make(chan struct{})
+			cfg := HandlerConfig{Workers: 1, RateLimit: -1, AuthorizeJoin: func(_, room string) error {
+				if room == "slow" {
+					<-release
+				}
+				return nil
+			}}
+			ts := newTestServer(t, d, cfg)
+			a, b := dial(t, ts.url, nil), dial(t, ts.url, nil)
+			a.send(map[string]any{"type": "join", "room": "slow"})
+			a.send(map[string]any{"type": "chat", "room": "slow", "data": "after the join"})
+			b.send(map[string]string{"type": "ping"})
+			b.readType(MessageTypePong) // while a's join waits in the hook
+			close(release)
+			assert.Equal(t, "slow", a.readType(MessageTypeJoin).Room)
+			assert.Equal(t, `"after the join"`, string(a.readType(MessageTypeChat).Data))
+		})
+	}
+}

@@ -97,7 +97,10 @@ func (h *Handler) charge(c *conn) bool {
 	return false
 }
 
-// handleMessage runs one client command.
+// handleMessage takes one client message.
+// It runs on the socket worker that read the message: the rate limit is
+// judged at arrival. The command itself runs there too, or on the handler's
+// commandRunner when hooks that may wait are set.
 func (h *Handler) handleMessage(c *conn, payload []byte) {
 	if !h.charge(c) {
 		if !c.readStopped {
@@ -105,6 +108,17 @@ func (h *Handler) handleMessage(c *conn, payload []byte) {
 		}
 		return
 	}
+	if h.eng.cmds == nil {
+		h.handleCommand(c, payload)
+		return
+	}
+	if !h.eng.cmds.submit(c, payload) {
+		h.sendError(c, ErrCodeRateLimited, "too many commands waiting; slow down")
+	}
+}
+
+// handleCommand runs one client command.
+func (h *Handler) handleCommand(c *conn, payload []byte) {
 	var in inbound
 	if err := json.Unmarshal(payload, &in); err != nil {
 		h.sendError(c, ErrCodeBadJSON, "message is not a JSON object like {\"type\":…}")
