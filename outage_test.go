@@ -110,3 +110,16 @@ func TestSlowHookHoldsNoWorker(t *testing.T) {
 		})
 	}
 }
+
+// Regression (issue 9, defect 11): readiness falls within a second of the
+// pub/sub link breaking (it answered ready for 2.3 s into an outage).
+func TestReadinessFallsWithinASecond(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startPod(t, "a", redistest.Client(t, srv.Addr))
+	require.NoError(t, a.rb.Ready())
+	srv.Kill()
+	time.Sleep(time.Second)
+	assert.Error(t, a.rb.Ready(), "a second after Redis went away")
+	srv.Restart()
+	require.Eventually(t, func() bool { return a.rb.Ready() == nil }, 10*time.Second, 20*time.Millisecond)
+}

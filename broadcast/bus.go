@@ -43,7 +43,9 @@ type Options struct {
 	// QueueSize bounds each subscription's hand-off queue. Default 8192.
 	QueueSize int
 	// CanaryInterval is how often Run sends itself a canary through Redis,
-	// which is how Ready knows the link delivers. Default 1s.
+	// which is how Ready knows the link delivers: Ready fails once no canary
+	// came back for three intervals. Default 250ms, so that readiness falls
+	// within a second of the link breaking (four SPUBLISHes a second).
 	CanaryInterval time.Duration
 	// Logger receives subscription errors. Default slog.Default().
 	Logger *slog.Logger
@@ -117,7 +119,7 @@ func New(client rueidis.Client, pod string, opts Options, handle Handler) *Bus {
 		opts.QueueSize = 8192
 	}
 	if opts.CanaryInterval <= 0 {
-		opts.CanaryInterval = time.Second
+		opts.CanaryInterval = 250 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
