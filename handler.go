@@ -31,6 +31,9 @@ type Handler struct {
 
 	lnMu      sync.Mutex
 	listeners map[net.Listener]struct{}
+
+	hsMu        sync.Mutex
+	handshaking map[net.Conn]struct{} // raw-door handshakes in progress
 }
 
 // NewHandler returns a Handler for hub. A nil logger means slog.Default().
@@ -46,7 +49,7 @@ func NewHandler(hub Hub, logger *slog.Logger, cfg HandlerConfig) *Handler {
 	if err != nil {
 		panic(err)
 	}
-	h := &Handler{hub: hub, logger: logger, cfg: cfg, listeners: map[net.Listener]struct{}{}}
+	h := &Handler{hub: hub, logger: logger, cfg: cfg, listeners: map[net.Listener]struct{}{}, handshaking: map[net.Conn]struct{}{}}
 	h.eng = newEngine(h)
 	if rh, ok := hub.(RoomHub); ok {
 		h.rooms = rh
@@ -120,6 +123,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	h.lnMu.Unlock()
+	h.cancelHandshakes() // handshakes in progress end now, not at their deadline
 	if !first {
 		<-h.eng.done
 		return nil

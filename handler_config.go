@@ -7,6 +7,13 @@ import (
 	"time"
 )
 
+// MaxHandshakeBytes is the most bytes of request line and headers either
+// door accepts; a bigger handshake is refused with HTTP 431. (The raw door
+// stops reading there. For the net/http door, set your http.Server's
+// MaxHeaderBytes to it too, so that net/http does not buffer up to its
+// default of 1 MiB first.)
+const MaxHandshakeBytes = 16 << 10
+
 // HandlerConfig configures a Handler. Its zero value is safe and useful: a
 // single pod, anonymous users, same-host origins only, and the limits below.
 // NewHandler copies it and fills in defaults; the caller's value is never

@@ -8,10 +8,15 @@ import (
 
 // ServeHTTP upgrades r to a WebSocket: 403 for a foreign origin, 401 when
 // Authenticate refuses, 400 for a request that is not a WebSocket handshake,
-// 503 after Shutdown.
+// 431 for headers over MaxHandshakeBytes, 503 after Shutdown.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.eng.stopping.Load() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if handshakeSize(r) > MaxHandshakeBytes {
+		h.stats.rejected.Add(1)
+		http.Error(w, "request header fields too large", http.StatusRequestHeaderFieldsTooLarge)
 		return
 	}
 	userID, status, err := h.admit(r)
@@ -36,4 +41,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		early = append([]byte(nil), early...)
 	}
 	h.attach(nc, userID, early)
+}
+
+// handshakeSize is about how many bytes r's request line and headers took.
+func handshakeSize(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + len(r.Host) + 16
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }

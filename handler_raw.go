@@ -12,9 +12,6 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// maxHandshakeBytes bounds the request line and headers on the raw door.
-const maxHandshakeBytes = 16 << 10
-
 // Serve accepts raw TCP connections from ln and upgrades them without
 // net/http (gobwas/ws zero-copy upgrade), under HandshakeTimeout. It returns
 // ErrHandlerClosed after Shutdown, or the listener's error. It closes ln
@@ -57,6 +54,34 @@ func (h *Handler) Serve(ln net.Listener) error {
 	}
 }
 
+// trackHandshake records a raw handshake in progress, so that Shutdown can
+// cut it short; false once Shutdown has begun.
+func (h *Handler) trackHandshake(nc net.Conn) bool {
+	h.hsMu.Lock()
+	defer h.hsMu.Unlock()
+	if h.eng.stopping.Load() {
+		return false
+	}
+	h.handshaking[nc] = struct{}{}
+	return true
+}
+
+func (h *Handler) untrackHandshake(nc net.Conn) {
+	h.hsMu.Lock()
+	delete(h.handshaking, nc)
+	h.hsMu.Unlock()
+}
+
+// cancelHandshakes ends every raw handshake in progress now: a client that
+// sent half a request must not hold Shutdown for HandshakeTimeout.
+func (h *Handler) cancelHandshakes() {
+	h.hsMu.Lock()
+	defer h.hsMu.Unlock()
+	for nc := range h.handshaking {
+		nc.SetDeadline(time.Now())
+	}
+}
+
 func isTemporary(err error) bool {
 	var t interface{ Temporary() bool }
 	return errors.As(err, &t) && t.Temporary()
@@ -73,14 +98,22 @@ type recorder struct {
 func (r *recorder) Read(p []byte) (int, error) {
 	n, err := r.Conn.Read(p)
 	r.buf = append(r.buf, p[:n]...)
-	if len(r.buf) > maxHandshakeBytes {
+	if len(r.buf) > MaxHandshakeBytes {
 		return n, errHandshakeTooLarge
 	}
 	return n, err
 }
 
+// tooLarge answers a handshake past MaxHandshakeBytes, as net/http does.
+const tooLarge = "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
 func (h *Handler) serveRaw(nc net.Conn) {
 	defer h.eng.handshakes.Done()
+	if !h.trackHandshake(nc) {
+		nc.Close() // shutting down
+		return
+	}
+	defer h.untrackHandshake(nc)
 	nc.SetDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
 	rec := &recorder{Conn: nc}
 	req := &http.Request{Method: http.MethodGet, Header: http.Header{}, RemoteAddr: nc.RemoteAddr().String()}
@@ -113,6 +146,9 @@ func (h *Handler) serveRaw(nc net.Conn) {
 	if _, err := u.Upgrade(rec); err != nil {
 		h.stats.rejected.Add(1)
 		h.logger.Debug("realtime: raw upgrade failed", "remote", req.RemoteAddr, "err", err)
+		if len(rec.buf) > MaxHandshakeBytes {
+			nc.Write([]byte(tooLarge))
+		}
 		nc.Close()
 		return
 	}

@@ -2,9 +2,13 @@ package realtime
 
 import (
 	"fmt"
+	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -122,4 +126,42 @@ func TestReadinessFallsWithinASecond(t *testing.T) {
 	assert.Error(t, a.rb.Ready(), "a second after Redis went away")
 	srv.Restart()
 	require.Eventually(t, func() bool { return a.rb.Ready() == nil }, 10*time.Second, 20*time.Millisecond)
+}
+
+// Regression (issue 9, defect 2): a half-sent handshake on the raw door does
+// not hold Shutdown. Shutdown waited for its HandshakeTimeout (10 s), past
+// its own deadline (5 s), and then dropped every client without 1001.
+func TestHalfHandshakeDoesNotHoldShutdown(t *testing.T) {
+	ts := newTestServer(t, rawDoor, HandlerConfig{})
+	half, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(ts.url, "ws://"), "/ws"))
+	require.NoError(t, err)
+	defer half.Close()
+	_, err = half.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n"))
+	require.NoError(t, err)
+	var clients []*client
+	for range 20 {
+		c := dial(t, ts.url, nil)
+		c.join("r")
+		clients = append(clients, c)
+	}
+	ts.stop()
+	for _, c := range clients {
+		assert.Equal(t, websocket.CloseGoingAway, c.closeCode())
+	}
+}
+
+// Regression (issue 9, defect 4): both doors refuse more than
+// MaxHandshakeBytes of headers with 431 (the net/http door took 1 MiB).
+func TestHandshakeTooLarge(t *testing.T) {
+	forEachDoor(t, HandlerConfig{}, func(t *testing.T, ts *testServer) {
+		h := http.Header{"X-Big": {strings.Repeat("b", MaxHandshakeBytes+1)}}
+		_, resp, err := websocket.DefaultDialer.Dial(ts.url, h)
+		require.Error(t, err)
+		require.NotNil(t, resp)
+		assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
+		ok := http.Header{"X-Fine": {strings.Repeat("f", MaxHandshakeBytes/2)}}
+		c, _, err := websocket.DefaultDialer.Dial(ts.url, ok)
+		require.NoError(t, err)
+		c.Close()
+	})
 }
