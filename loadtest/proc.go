@@ -49,7 +49,7 @@ type serverProc struct {
 	impl    string
 	pid     int // with -url: the external server's PID, or 0
 	cmd     *exec.Cmd
-	httpURL string // http://addr
+	httpURL string // http://addr of /healthz, /readyz, /metrics, /debug/stats
 	wsURL   string // the WebSocket URL clients dial
 }
 
@@ -70,7 +70,13 @@ func startServer(impl, door string, logPath string) (*serverProc, error) {
 		return nil, err
 	}
 	args := []string{"-addr", addr}
+	statsAddr := addr // the baseline serves its figures on its only port
 	if impl == "realtime" {
+		// Ours serves /debug/stats (and pprof) on its admin listener only.
+		if statsAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		args = append(args, "-admin-addr", statsAddr)
 		args = append(args, serverArgs...)
 		if os.Getenv("LOADTEST_PPROF") != "" {
 			args = append(args, "-pprof")
@@ -98,7 +104,7 @@ func startServer(impl, door string, logPath string) (*serverProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s server: %w", impl, err)
 	}
-	p := &serverProc{impl: impl, cmd: cmd, httpURL: "http://" + addr, wsURL: wsURL}
+	p := &serverProc{impl: impl, cmd: cmd, httpURL: "http://" + statsAddr, wsURL: wsURL}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(p.httpURL + "/healthz"); err == nil {

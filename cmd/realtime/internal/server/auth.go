@@ -18,8 +18,9 @@ func jwtAuth(secret []byte) func(*http.Request) (string, error) {
 	key := func(*jwt.Token) (any, error) { return secret, nil }
 	return func(r *http.Request) (string, error) {
 		raw := r.URL.Query().Get("token")
-		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
-			raw = strings.TrimPrefix(h, "Bearer ")
+		// The scheme is case-insensitive (RFC 7235 §2.1): "bearer" works too.
+		if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+			raw = strings.TrimSpace(tok)
 		}
 		if raw == "" {
 			return "", errors.New("no token")

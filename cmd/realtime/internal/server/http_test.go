@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -55,6 +56,10 @@ func TestJWTAuth(t *testing.T) {
 	require.NoError(t, c.ReadJSON(&m))
 	assert.Equal(t, "alice", m.Data.UserID, "the user ID is the token's subject")
 	c.Close()
+	// Regression (issue 9, defect 10): the scheme is case-insensitive.
+	c, _, err = websocket.DefaultDialer.Dial("ws://"+addr+"/ws", http.Header{"Authorization": {"bearer " + valid}})
+	require.NoError(t, err)
+	c.Close()
 	c, _, err = websocket.DefaultDialer.Dial("ws://"+addr+"/ws?token="+valid, nil) // browsers: query parameter
 	require.NoError(t, err)
 	c.Close()
@@ -105,4 +110,62 @@ func TestMetricsAndHealth(t *testing.T) {
 	code, body = get("/")
 	assert.Equal(t, http.StatusOK, code)
 	assert.True(t, strings.Contains(body, "RealtimeClient"), "the demo page")
+}
+
+// Regression (issue 9, defect 5): the debug endpoints (/debug/stats?gc=1
+// forces a collection) are served on the admin listener only.
+func TestDebugOnlyOnAdminListener(t *testing.T) {
+	admin := freeAddr(t)
+	addr := startInProcess(t, Options{AdminAddr: admin, Pprof: true})
+	status := func(url string) int {
+		resp, err := http.Get(url)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/debug/stats", "/debug/stats?gc=1", "/debug/pprof/"} {
+		assert.Equal(t, http.StatusNotFound, status("http://"+addr+path), "public %s", path)
+		assert.Equal(t, http.StatusOK, status("http://"+admin+path), "admin %s", path)
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		assert.Equal(t, http.StatusOK, status("http://"+addr+path), "public %s", path)
+		assert.Equal(t, http.StatusOK, status("http://"+admin+path), "admin %s", path)
+	}
+}
+
+// Regression (issue 9, defects 2 and 4): a client that sent half a request
+// does not make shutdown fail (Run returned an error after 5 s, and the
+// process exited with status 1), and headers past 16 KiB get 431.
+func TestHalfRequestAndBigHeaders(t *testing.T) {
+	opts := Options{Addr: freeAddr(t)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { done <- Run(ctx, opts, slog.New(slog.DiscardHandler), func() { close(ready) }) }()
+	<-ready
+
+	_, resp, err := websocket.DefaultDialer.Dial("ws://"+opts.Addr+"/ws", http.Header{"X-Big": {strings.Repeat("b", 20<<10)}})
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
+
+	half, err := net.Dial("tcp", opts.Addr)
+	require.NoError(t, err)
+	defer half.Close()
+	_, err = half.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n"))
+	require.NoError(t, err)
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+opts.Addr+"/ws", nil)
+	require.NoError(t, err)
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond) // the half request is being read
+	cancel()
+	assert.NoError(t, <-done, "a half request is no reason to fail")
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, websocket.CloseGoingAway, ce.Code)
+			break
+		}
+	}
 }

@@ -26,8 +26,8 @@ import (
 
 // Options configures Run. The zero value serves on 127.0.0.1:8080.
 type Options struct {
-	// Addr is the HTTP address (/ws, /healthz, /debug/stats). Default
-	// 127.0.0.1:8080.
+	// Addr is the public HTTP address (/ws, the demo page, /healthz,
+	// /readyz, /metrics). Default 127.0.0.1:8080.
 	Addr string
 	// RawAddr, if set, is a raw-TCP WebSocket listener (Handler.Serve).
 	RawAddr string
@@ -40,7 +40,8 @@ type Options struct {
 	// JWTSecret, if set, requires HS256 tokens signed with it ("sub" is the
 	// user ID), in "Authorization: Bearer" or ?token=.
 	JWTSecret []byte
-	// Pprof serves net/http/pprof under /debug/pprof/ (profiling only).
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
+	// listener (profiling only).
 	Pprof bool
 	// RedisAddrs, if set, links pods through Redis (several addresses, or
 	// RedisCluster, for a Redis Cluster). Empty: single pod.
@@ -49,8 +50,11 @@ type Options struct {
 	// server processes (pods) share one port and the kernel spreads
 	// connections over them.
 	ReusePort bool
-	// AdminAddr, if set, serves /healthz, /readyz, /metrics and /debug/stats
-	// on an address of this process alone (with ReusePort, Addr is shared).
+	// AdminAddr, if set, serves /healthz, /readyz, /metrics and the debug
+	// endpoints (/debug/stats, /debug/pprof/) on an address of this process
+	// alone (with ReusePort, Addr is shared). The debug endpoints are never
+	// served on the public Addr: /debug/stats?gc=1 forces a collection, which
+	// anyone could loop to slow everyone down. Empty: no admin listener.
 	AdminAddr string
 	// PresenceTTL is how long a dead pod's presence entries keep counting
 	// (0: the broadcaster's default, 30 s).
@@ -79,14 +83,14 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 	}
 	configureAuth(&cfg, opts, logger)
 	handler := realtime.NewHandler(hub, logger, cfg)
-	mux := routes(opts, hub, handler, rb)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	mux, adminMux := routes(opts, hub, handler, rb)
+	srv := newHTTPServer(mux)
 
 	ln, rawLn, err := listen(opts)
 	if err != nil {
 		return err
 	}
-	closeAdmin, err := serveAdmin(opts.AdminAddr, mux)
+	closeAdmin, err := serveAdmin(opts.AdminAddr, adminMux)
 	if err != nil {
 		ln.Close()
 		return err
@@ -111,12 +115,24 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 	cancel()
 	<-hubDone // the hub's Run shuts the handler down: 1001 to every client
 	<-rbDone
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil && runErr == nil {
-		runErr = err
-	}
+	closeHTTP(srv, logger)
 	return runErr
+}
+
+// httpGrace is how long plain HTTP requests in flight (a /metrics scrape)
+// get at shutdown; WebSockets are the hub's, already closed with 1001.
+const httpGrace = time.Second
+
+// closeHTTP stops srv: requests in flight get httpGrace, then whatever is
+// left is closed. A client that sent half a request is not waited for (it
+// made the process exit with status 1 after 5 s): that is not an error.
+func closeHTTP(srv *http.Server, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), httpGrace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Info("closing HTTP connections left after the grace period", "err", err)
+		srv.Close()
+	}
 }
 
 // newHub makes the hub with opts.Shards lock stripes (the library's default
@@ -172,12 +188,13 @@ func configureAuth(cfg *realtime.HandlerConfig, opts Options, logger *slog.Logge
 
 // routes is the server's HTTP surface: the WebSocket door, health and
 // readiness (readiness follows Redis when pods are linked), stats, metrics,
-// the demo page and, if asked, pprof.
-func routes(opts Options, hub *realtime.ShardedHub, handler *realtime.Handler, rb *realtime.RedisBroadcaster) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.Handle("/ws", handler.Routes())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+// routes returns the public mux (the WebSocket door, the demo page, health,
+// readiness and metrics) and the admin mux (the same plus the debug
+// endpoints, which are never public).
+func routes(opts Options, hub *realtime.ShardedHub, handler *realtime.Handler, rb *realtime.RedisBroadcaster) (public, admin *http.ServeMux) {
+	public, admin = http.NewServeMux(), http.NewServeMux()
+	health := func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) }
+	ready := func(w http.ResponseWriter, _ *http.Request) {
 		if rb != nil {
 			if err := rb.Ready(); err != nil {
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
@@ -185,17 +202,29 @@ func routes(opts Options, hub *realtime.ShardedHub, handler *realtime.Handler, r
 			}
 		}
 		w.Write([]byte("ok\n"))
-	})
-	mux.Handle("/debug/stats", debugstats.Handler(hub.ConnectionCount))
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(metrics.New(hub, handler, rb), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", demoPage())
-	if opts.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	for _, mux := range []*http.ServeMux{public, admin} {
+		mux.HandleFunc("/healthz", health)
+		mux.HandleFunc("/readyz", ready)
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	}
-	return mux
+	public.Handle("/ws", handler.Routes())
+	public.Handle("/", demoPage())
+	admin.Handle("/debug/stats", debugstats.Handler(hub.ConnectionCount))
+	if opts.Pprof {
+		admin.HandleFunc("/debug/pprof/", pprof.Index)
+		admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
+	return public, admin
+}
+
+// newHTTPServer returns the server of a listener: headers bounded as the raw
+// door bounds them (431 past realtime.MaxHandshakeBytes), a deadline for
+// them.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: realtime.MaxHandshakeBytes}
 }
 
 // listen opens the HTTP door's listener and, if opts.RawAddr is set, the raw
@@ -230,7 +259,7 @@ func serveAdmin(addr string, mux http.Handler) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	admin := newHTTPServer(mux)
 	go admin.Serve(adminLn)
 	return func() { admin.Close() }, nil
 }
