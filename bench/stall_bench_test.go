@@ -138,7 +138,7 @@ func BenchmarkRedisStall(b *testing.B) {
 		time.Sleep(2 * time.Second)
 		close(stop)
 		wg.Wait()
-		time.Sleep(7 * time.Second) // publishes in flight succeed or time out (5 s)
+		time.Sleep(17 * time.Second) // publishes in flight succeed or time out
 		var nFailed int64
 		for i := range failed {
 			nFailed += failed[i].Load()
