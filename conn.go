@@ -52,6 +52,7 @@ type conn struct {
 	mu          sync.Mutex // guards the write side below
 	off         int32      // bytes of queue[0] already written
 	qbytes      int32      // bytes queued, with queueEntryOverhead per frame
+	inflight    int32      // queue[:inflight] are in the writev in progress
 	flushing    bool       // a flush is scheduled, running, or waiting for the socket
 	sockFull    bool       // the last write found the socket buffer full
 	closeQueued bool       // our close frame is queued: nothing may follow it
@@ -205,7 +206,7 @@ func (c *conn) teardown(cause error) {
 	c.mu.Lock()
 	clear(c.queue)
 	putQueue(c.queue)
-	c.queue = nil
+	c.queue, c.qbytes = nil, 0
 	c.mu.Unlock()
 	c.rd = wsframe.Reader{}
 	c.h.detach(c, cause)

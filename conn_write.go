@@ -66,8 +66,8 @@ func isPong(b []byte) bool { return len(b) > 0 && b[0] == 0x80|wsframe.OpPong }
 // end of the queue, and reports whether it did.
 func (c *conn) replacePongLocked(pong []byte) bool {
 	n := len(c.queue)
-	if n == 0 || !isPong(c.queue[n-1]) || n == 1 && c.off > 0 {
-		return false
+	if n == 0 || !isPong(c.queue[n-1]) || n-1 < int(c.inflight) || n == 1 && c.off > 0 {
+		return false // none, or being written
 	}
 	c.qbytes += int32(len(pong) - len(c.queue[n-1]))
 	c.queue[n-1] = pong
@@ -87,12 +87,13 @@ func (c *conn) pushLocked(b []byte) (kick bool) {
 	return kick
 }
 
-// dropBacklogLocked empties the queue but for a frame already partly
-// written, whose rest must follow for the stream to stay well-formed.
+// dropBacklogLocked empties the queue but for the frames the writer is
+// writing and a frame already partly written, whose rest must follow for
+// the stream to stay well-formed.
 func (c *conn) dropBacklogLocked() {
-	keep := 0
+	keep := int(c.inflight) // being written now: the writer accounts for them
 	if c.off > 0 {
-		keep = 1
+		keep = max(keep, 1)
 	}
 	clear(c.queue[keep:])
 	c.queue = c.queue[:keep]
@@ -123,12 +124,13 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 		for _, b := range c.queue[1:min(len(c.queue), netpoll.MaxIOV)] {
 			iov = append(iov, b)
 		}
+		c.inflight = int32(len(iov)) // queue[:inflight] must stay as they are
 		c.mu.Unlock()
 
 		n, err := c.writev(iov)
 		if errors.Is(err, netpoll.ErrWouldBlock) {
 			c.mu.Lock()
-			c.sockFull = true
+			c.sockFull, c.inflight = true, 0
 			c.mu.Unlock()
 			return true, nil
 		}
@@ -138,7 +140,7 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 		c.h.stats.bytesOut.Add(uint64(n))
 
 		c.mu.Lock()
-		c.sockFull = false
+		c.sockFull, c.inflight = false, 0
 		n += int(c.off)
 		i := 0
 		for i < len(c.queue) && n >= len(c.queue[i]) {
