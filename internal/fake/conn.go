@@ -29,7 +29,8 @@ type Conn[M any] struct {
 	id, user string
 	record   bool // keep every message (tests) or only count (benchmarks)
 
-	// Refuse makes Send (and SendFrame) return false, as a full queue does.
+	// Refuse makes Send (and SendFrame) of a recording connection return
+	// false, as a full queue does.
 	Refuse atomic.Bool
 	// Gone is set by a test once Unregister returned; a send after it is
 	// counted in Late (it must stay 0).
@@ -63,12 +64,14 @@ func (c *Conn[M]) UserID() string { return c.user }
 // Close counts the call.
 func (c *Conn[M]) Close() { c.Closed.Add(1) }
 
-// Send records (or encodes and counts) m; false if Refuse is set.
+// Send records (or encodes and counts) m; false if Refuse is set. A
+// counting connection (benchmarks) only encodes and counts: it costs what a
+// real enqueue costs, no more.
 func (c *Conn[M]) Send(m *M) bool {
-	if !c.admit() {
-		return false
-	}
 	if c.record {
+		if !c.admit() {
+			return false
+		}
 		c.mu.Lock()
 		c.msgs = append(c.msgs, m)
 		c.n++
@@ -142,14 +145,15 @@ func (c *FrameConn[M, F]) Send(m *M) bool {
 	return c.Conn.Send(m)
 }
 
-// SendFrame records (or counts) f; false if Refuse is set.
+// SendFrame records (or counts) f; false if Refuse is set (recording
+// connections only, as for Send).
 func (c *FrameConn[M, F]) SendFrame(f F) bool {
-	if !c.admit() {
-		return false
-	}
 	if !c.record {
 		c.keep(f.Wire())
 		return true
+	}
+	if !c.admit() {
+		return false
 	}
 	c.fmu.Lock()
 	c.frames = append(c.frames, f)
