@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/realtimehub/realtime/internal/wsframe"
 	"github.com/realtimehub/realtime/netpoll"
@@ -86,9 +89,7 @@ func (e *engine) shutdown(ctx context.Context) error {
 	if e.pool == nil {
 		return nil
 	}
-	for _, c := range e.hb.all() {
-		c.fail(wsframe.CloseGoingAway, "server shutting down")
-	}
+	e.drain(ctx)
 	var err error
 	for e.live.Load() > 0 && err == nil {
 		select {
@@ -139,4 +140,40 @@ func dupFD(nc net.Conn) (int, error) {
 func isPeerGone(err error) bool {
 	return errors.Is(err, netpoll.ErrEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// drainTick is how often the drain closes its next batch.
+const drainTick = 100 * time.Millisecond
+
+// drain closes every connection with 1001, DrainRate per second (faster if
+// that would take longer than DrainWindow), each close carrying a reconnect
+// hint, so that the pods taking the clients over see a ramp, not a cliff.
+// When ctx ends, the rest are closed at once.
+func (e *engine) drain(ctx context.Context) {
+	conns := e.hb.all()
+	cfg := &e.h.cfg
+	rate := max(cfg.DrainRate, float64(len(conns))/cfg.DrainWindow.Seconds())
+	batch := max(1, int(rate*drainTick.Seconds()))
+	t := time.NewTicker(drainTick)
+	defer t.Stop()
+	for i := 0; i < len(conns); i += batch {
+		if i > 0 {
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				batch = len(conns)
+			}
+		}
+		for _, c := range conns[i:min(i+batch, len(conns))] {
+			c.fail(wsframe.CloseGoingAway, reconnectHint())
+		}
+	}
+}
+
+// reconnectHint is the reason of a drain's close frame: the delay the client
+// should wait before reconnecting, drawn from [0, 1 s) so that a batch comes
+// back spread out ("server shutting down; reconnect_ms=NNN"; realtime.js
+// reads it).
+func reconnectHint() string {
+	return "server shutting down; reconnect_ms=" + strconv.Itoa(rand.IntN(1000))
 }

@@ -26,6 +26,7 @@ type Handler struct {
 	eng      *engine
 
 	connSeq  atomic.Uint64 // connection IDs: "<pod>.<n>"
+	gate     *admission
 	presence presenceCounts
 	stats    handlerCounters
 
@@ -51,6 +52,7 @@ func NewHandler(hub Hub, logger *slog.Logger, cfg HandlerConfig) *Handler {
 	}
 	h := &Handler{hub: hub, logger: logger, cfg: cfg, listeners: map[net.Listener]struct{}{}, handshaking: map[net.Conn]struct{}{}}
 	h.eng = newEngine(h)
+	h.gate = newAdmission(&h.cfg)
 	if rh, ok := hub.(RoomHub); ok {
 		h.rooms = rh
 	} else {

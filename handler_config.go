@@ -91,6 +91,23 @@ type HandlerConfig struct {
 	// Default: 100.
 	MaxRoomsPerConn int
 
+	// AcceptRate is how many upgrades per second the handler takes on
+	// average, AcceptBurst how many at once; past them a client gets HTTP
+	// 503 with Retry-After (1–3 s, at random), so that a reconnect storm
+	// ramps up instead of starving the connections already served. Defaults:
+	// 10,000 per second (about what two cores complete here), burst 1,000.
+	// A negative AcceptRate turns the limit off.
+	AcceptRate  float64
+	AcceptBurst int
+	// DrainRate is how many connections per second Shutdown closes (with
+	// 1001 and a reconnect hint), so that the pods taking them over see a
+	// ramp, not a cliff; DrainWindow is the longest the drain may take (the
+	// rate rises to fit it). Defaults: 5,000 per second (as Phoenix's 10,000
+	// per 2 s), 10 s, which with CloseTimeout fits Kubernetes' default
+	// terminationGracePeriodSeconds of 30 s.
+	DrainRate   float64
+	DrainWindow time.Duration
+
 	// PingInterval is how often the server pings a connection. Default: 25s.
 	PingInterval time.Duration
 	// PongTimeout closes a connection that sent nothing (not even a pong) for
@@ -105,8 +122,9 @@ type HandlerConfig struct {
 	// WriteTimeout bounds one write to a connection that cannot be polled
 	// (TLS); polled connections never block. Default: 10s.
 	WriteTimeout time.Duration
-	// ShutdownTimeout bounds Shutdown when its context has no deadline,
-	// and the shutdown that the ShardedHub's Run starts. Default: 5s.
+	// ShutdownTimeout bounds Shutdown when its context has no deadline, and
+	// the shutdown that the ShardedHub's Run starts. Default: DrainWindow +
+	// 2 × CloseTimeout (20 s).
 	ShutdownTimeout time.Duration
 
 	// DisableJoinLeaveEvents stops join and leave events going to rooms
@@ -151,7 +169,15 @@ func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
 	setD(&c.HandshakeTimeout, 10*time.Second)
 	setD(&c.CloseTimeout, 5*time.Second)
 	setD(&c.WriteTimeout, 10*time.Second)
-	setD(&c.ShutdownTimeout, 5*time.Second)
+	if c.AcceptRate == 0 {
+		c.AcceptRate = 10_000
+	}
+	set(&c.AcceptBurst, 1_000)
+	if c.DrainRate <= 0 {
+		c.DrainRate = 5_000
+	}
+	setD(&c.DrainWindow, 10*time.Second)
+	setD(&c.ShutdownTimeout, c.DrainWindow+2*c.CloseTimeout)
 	set(&c.Workers, 8*runtime.GOMAXPROCS(0))
 	set(&c.Pollers, runtime.GOMAXPROCS(0))
 	if c.PodID == "" {

@@ -2,16 +2,24 @@ package realtime
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/gobwas/ws"
 )
 
 // ServeHTTP upgrades r to a WebSocket: 403 for a foreign origin, 401 when
 // Authenticate refuses, 400 for a request that is not a WebSocket handshake,
-// 431 for headers over MaxHandshakeBytes, 503 after Shutdown.
+// 431 for headers over MaxHandshakeBytes, 503 after Shutdown, and 503 with
+// Retry-After past AcceptRate.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.eng.stopping.Load() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if !h.gate.allow(time.Now()) {
+		h.stats.throttled.Add(1)
+		w.Header().Set("Retry-After", retryAfter())
+		http.Error(w, "too many connections at once; retry later", http.StatusServiceUnavailable)
 		return
 	}
 	if handshakeSize(r) > MaxHandshakeBytes {

@@ -130,6 +130,12 @@ func (h *Handler) serveRaw(nc net.Conn) {
 			if h.eng.stopping.Load() {
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable), ws.RejectionReason("server shutting down"))
 			}
+			if !h.gate.allow(time.Now()) {
+				h.stats.throttled.Add(1)
+				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
+					ws.RejectionReason("too many connections at once; retry later"),
+					ws.RejectionHeader(ws.HandshakeHeaderHTTP(http.Header{"Retry-After": {retryAfter()}})))
+			}
 			var err error
 			if req.URL, err = url.ParseRequestURI(uri); err != nil {
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest), ws.RejectionReason("bad request URI"))

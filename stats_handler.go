@@ -17,6 +17,8 @@ type HandlerStats struct {
 	// filled; Timeouts those closed for silence; ProtocolErrors those
 	// closed for breaking RFC 6455 or the size limit.
 	SlowConsumers, Timeouts, ProtocolErrors uint64
+	// Throttled counts upgrades turned away with 503 past AcceptRate.
+	Throttled uint64
 	// ErrorsSent counts error messages sent to clients; PublishErrors
 	// messages the Broadcaster failed to publish.
 	ErrorsSent, PublishErrors uint64
@@ -26,7 +28,7 @@ type handlerCounters struct {
 	accepted, rejected, closed               atomic.Uint64
 	messagesIn, framesOut, bytesIn, bytesOut atomic.Uint64
 	slowConsumers, timeouts, protocolErrors  atomic.Uint64
-	errorsSent, publishErrors                atomic.Uint64
+	errorsSent, publishErrors, throttled     atomic.Uint64
 }
 
 // Stats returns the handler's counters.
@@ -37,7 +39,7 @@ func (h *Handler) Stats() HandlerStats {
 		MessagesIn: s.messagesIn.Load(), FramesOut: s.framesOut.Load(),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
 		SlowConsumers: s.slowConsumers.Load(), Timeouts: s.timeouts.Load(), ProtocolErrors: s.protocolErrors.Load(),
-		ErrorsSent: s.errorsSent.Load(), PublishErrors: s.publishErrors.Load(),
+		ErrorsSent: s.errorsSent.Load(), PublishErrors: s.publishErrors.Load(), Throttled: s.throttled.Load(),
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -174,7 +176,7 @@ func (f *fleet) rampFrom(ctx context.Context, url string, join func(i int) []byt
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				c, _, err := dialer(first+i).DialContext(ctx, url, nil)
+				c, err := dialRetry(ctx, first+i, url)
 				if err == nil {
 					err = c.WriteMessage(websocket.TextMessage, join(i))
 				}
@@ -207,4 +209,22 @@ func (f *fleet) close() {
 		}
 	}
 	f.wg.Wait()
+}
+
+// dialRetry dials as a well-behaved client does: a server that turns it
+// away with 503 (admission control) is tried again after its Retry-After,
+// plus jitter, up to ten times.
+func dialRetry(ctx context.Context, i int, url string) (*websocket.Conn, error) {
+	for attempt := 0; ; attempt++ {
+		c, resp, err := dialer(i).DialContext(ctx, url, nil)
+		if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || attempt == 9 {
+			return c, err
+		}
+		wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		select {
+		case <-time.After(time.Duration(wait)*time.Second + time.Duration(rand.IntN(500))*time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }

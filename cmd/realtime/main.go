@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/realtimehub/realtime/cmd/realtime/internal/server"
 )
@@ -32,6 +34,9 @@ func main() {
 	flag.IntVar(&opts.Handler.SendQueueSize, "send-queue", 0, "frames queued per connection before it counts as a slow consumer (default: no limit but -send-queue-bytes)")
 	flag.IntVar(&opts.Handler.MaxRoomsPerConn, "max-rooms", 0, "rooms per connection (default 100)")
 	flag.BoolVar(&opts.Handler.DisableJoinLeaveEvents, "no-join-events", false, "do not send join/leave events to rooms")
+	flag.Float64Var(&opts.Handler.AcceptRate, "accept-rate", envFloat("REALTIME_ACCEPT_RATE"), "upgrades per second before clients get 503 + Retry-After (default 10000; negative: off)")
+	flag.Float64Var(&opts.Handler.DrainRate, "drain-rate", envFloat("REALTIME_DRAIN_RATE"), "connections closed per second at shutdown, each with a reconnect hint (default 5000)")
+	flag.DurationVar(&opts.Handler.DrainWindow, "drain-window", envDuration("REALTIME_DRAIN_WINDOW"), "longest the shutdown drain may take (default 10s)")
 	redis := flag.String("redis", os.Getenv("REALTIME_REDIS"), "Redis address(es), comma-separated: links pods (empty: single pod)")
 	flag.BoolVar(&opts.RedisCluster, "redis-cluster", false, "the Redis addresses are Redis Cluster nodes")
 	jwtSecret := flag.String("jwt-secret", os.Getenv("REALTIME_JWT_SECRET"), "HS256 secret: clients need a signed token (sub = user ID) in Authorization: Bearer or ?token=")
@@ -66,4 +71,16 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// envFloat returns the number in the environment variable key, or 0.
+func envFloat(key string) float64 {
+	f, _ := strconv.ParseFloat(os.Getenv(key), 64)
+	return f
+}
+
+// envDuration returns the duration in the environment variable key, or 0.
+func envDuration(key string) time.Duration {
+	d, _ := time.ParseDuration(os.Getenv(key))
+	return d
 }

@@ -33,7 +33,15 @@ export class RealtimeClient {
       // Exponential backoff capped at 30 s, with full jitter so that
       // thousands of clients do not come back in step after an outage.
       const cap = Math.min(30000, 500 * 2 ** this.attempt++);
-      setTimeout(() => this.connect(), Math.random() * cap);
+      let delay = Math.random() * cap;
+      // A draining server (1001) or a busy one (1013) says when to come
+      // back: "...reconnect_ms=NNN". Honour it, with jitter on top.
+      const hint = /reconnect_ms=(\d+)/.exec(ev.reason || "");
+      if (hint && (ev.code === 1001 || ev.code === 1013)) {
+        this.attempt = 0;
+        delay = Number(hint[1]) + Math.random() * 500;
+      }
+      setTimeout(() => this.connect(), delay);
     };
   }
 

@@ -1,0 +1,75 @@
+package realtime
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Past AcceptRate, both doors answer 503 with a Retry-After of 1–3 s, and
+// count it.
+func TestAdmissionControl(t *testing.T) {
+	forEachDoor(t, HandlerConfig{AcceptRate: 0.01, AcceptBurst: 2}, func(t *testing.T, ts *testServer) {
+		dial(t, ts.url, nil)
+		dial(t, ts.url, nil)
+		_, resp, err := websocket.DefaultDialer.Dial(ts.url, nil)
+		require.Error(t, err)
+		require.NotNil(t, resp)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		assert.Contains(t, []string{"1", "2", "3"}, resp.Header.Get("Retry-After"))
+		assert.Equal(t, uint64(1), ts.handler.Stats().Throttled)
+	})
+}
+
+// Shutdown closes connections in batches, DrainRate per second, each with
+// 1001 and a reconnect hint: 10 connections at 20 per second come down over
+// at least 0.3 s (5 batches of 2, 100 ms apart), not at once.
+func TestStaggeredDrain(t *testing.T) {
+	ts := newTestServer(t, rawDoor, HandlerConfig{DrainRate: 20})
+	type closed struct {
+		at     time.Time
+		code   int
+		reason string
+	}
+	var mu sync.Mutex
+	var got []closed
+	var wg sync.WaitGroup
+	for range 10 {
+		c := dial(t, ts.url, nil)
+		wg.Go(func() {
+			for {
+				c.ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+				if _, _, err := c.ws.ReadMessage(); err != nil {
+					ce, _ := err.(*websocket.CloseError)
+					mu.Lock()
+					defer mu.Unlock()
+					if ce != nil {
+						got = append(got, closed{time.Now(), ce.Code, ce.Text})
+					}
+					return
+				}
+			}
+		})
+	}
+	ts.stop()
+	wg.Wait()
+	require.Len(t, got, 10)
+	first, last := got[0].at, got[0].at
+	for _, c := range got {
+		assert.Equal(t, websocket.CloseGoingAway, c.code)
+		assert.True(t, strings.HasPrefix(c.reason, "server shutting down; reconnect_ms="), c.reason)
+		if c.at.Before(first) {
+			first = c.at
+		}
+		if c.at.After(last) {
+			last = c.at
+		}
+	}
+	assert.GreaterOrEqual(t, last.Sub(first), 300*time.Millisecond, "closes spread over the drain")
+}
