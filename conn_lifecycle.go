@@ -123,18 +123,18 @@ func (h *Handler) detach(c *conn, cause error) {
 		h.own.forget(c)
 	}
 	h.eng.hb.remove(c)
-	if !h.cfg.DisableJoinLeaveEvents {
-		for _, room := range rooms {
-			h.roomEvent(c, MessageTypeLeave, room, true)
-		}
-	}
 	for _, room := range rooms {
+		if h.announce(room, MessageTypeLeave) {
+			h.deliver(c, h.eventMessage(c, MessageTypeLeave, room))
+		}
 		h.recordMember(room, c, -1)
 	}
 	if h.userOffline(c) {
 		h.recordOnline(c.userID, false)
 		for _, room := range rooms {
-			h.presenceEvent(c, room, PresenceOffline)
+			if h.hub.RoomCount(room) <= h.cfg.JoinEventsMaxMembers { // big rooms: members_diff
+				h.presenceEvent(c, room, PresenceOffline)
+			}
 		}
 	}
 	h.stats.closed.Add(1)

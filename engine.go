@@ -27,6 +27,7 @@ type engine struct {
 	pool      *netpoll.Pool
 	pipe      *pipeline      // messages for the Broadcaster, or nil without one
 	cmds      *commandRunner // commands off the workers, or nil without hooks
+	events    *roomEvents    // big rooms' members_diff, or nil with events off
 	hb        heartbeat
 	stopHB    chan struct{}
 	hbDone    sync.WaitGroup
@@ -64,6 +65,9 @@ func (e *engine) start() {
 		e.pool = netpoll.NewPool(e.h.cfg.Workers)
 		if e.h.cfg.Broadcaster != nil {
 			e.pipe = newPipeline(e.h)
+		}
+		if !e.h.cfg.DisableJoinLeaveEvents {
+			e.events = newRoomEvents(e.h)
 		}
 		if e.h.cfg.AuthorizeJoin != nil || e.h.cfg.AuthorizePublish != nil {
 			e.cmds = newCommandRunner(e.h)
@@ -114,6 +118,9 @@ func (e *engine) shutdown(ctx context.Context) error {
 	e.fallback.Wait()
 	if e.cmds != nil {
 		e.cmds.stop()
+	}
+	if e.events != nil {
+		e.events.close() // the last diffs go out before the pipeline closes
 	}
 	if e.pipe != nil {
 		// What the connections' last events queued still goes out.

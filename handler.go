@@ -25,10 +25,11 @@ type Handler struct {
 	cfg      HandlerConfig
 	eng      *engine
 
-	connSeq  atomic.Uint64 // connection IDs: "<pod>.<n>"
-	gate     *admission
-	presence presenceCounts
-	stats    handlerCounters
+	connSeq   atomic.Uint64 // connection IDs: "<pod>.<n>"
+	gate      *admission
+	rosterSem chan struct{} // roster queries waiting on the Broadcaster
+	presence  presenceCounts
+	stats     handlerCounters
 
 	lnMu      sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -53,6 +54,7 @@ func NewHandler(hub Hub, logger *slog.Logger, cfg HandlerConfig) *Handler {
 	h := &Handler{hub: hub, logger: logger, cfg: cfg, listeners: map[net.Listener]struct{}{}, handshaking: map[net.Conn]struct{}{}}
 	h.eng = newEngine(h)
 	h.gate = newAdmission(&h.cfg)
+	h.rosterSem = make(chan struct{}, rosterQueries)
 	if rh, ok := hub.(RoomHub); ok {
 		h.rooms = rh
 	} else {

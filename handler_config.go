@@ -127,8 +127,21 @@ type HandlerConfig struct {
 	// 2 × CloseTimeout (20 s).
 	ShutdownTimeout time.Duration
 
-	// DisableJoinLeaveEvents stops join and leave events going to rooms
-	// (huge rooms want this); the joiner or leaver still gets its own as the
+	// JoinEventsMaxMembers is the most members a room may have on this pod
+	// for its members to get a join or leave event for each member who
+	// comes or goes (and an offline presence event), as the original
+	// protocol did. A bigger room gets one members_diff event per
+	// JoinEventsWindow instead, with how many joined and left: one frame per
+	// window however many join, so a reconnect storm into a room of 10,000
+	// costs 10,000 × windows deliveries, not 10,000² (Discord stops member
+	// events past a "large threshold" the same way). Clients ask a big room's
+	// roster with a members command. Default: 100.
+	JoinEventsMaxMembers int
+	// JoinEventsWindow is how often a big room gets its members_diff.
+	// Default: 1s.
+	JoinEventsWindow time.Duration
+	// DisableJoinLeaveEvents stops join, leave and members_diff events going
+	// to rooms; the joiner or leaver still gets its own as the
 	// acknowledgement. Default: false (events on).
 	DisableJoinLeaveEvents bool
 
@@ -157,6 +170,8 @@ func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
 	}
 	set(&c.MaxMessageSize, 64<<10)
 	set(&c.SendQueueBytes, 1<<20)
+	set(&c.JoinEventsMaxMembers, 100)
+	setD(&c.JoinEventsWindow, time.Second)
 	set(&c.PublishQueueSize, 8192)
 	setD(&c.PublishTimeout, 15*time.Second)
 	set(&c.RateBurst, 100)

@@ -21,6 +21,7 @@ const (
 	ErrCodeBadData       = "bad_data"       // data not as the type requires (presence status)
 	ErrCodeNotFound      = "not_found"      // a direct message to a connection that does not exist
 	ErrCodePublishFailed = "publish_failed" // the Broadcaster could not publish; the message was not sent
+	ErrCodeUnavailable   = "unavailable"    // what was asked could not be read now (the roster across pods); try again
 )
 
 // ErrorData is the data of an error message.
@@ -135,7 +136,9 @@ func (h *Handler) handleCommand(c *conn, payload []byte) {
 		h.leave(c, in.Room)
 	case MessageTypePresence:
 		h.setPresence(c, in.Data)
-	case MessageTypeSystem, MessageTypeError, MessageTypePong:
+	case MessageTypeMembers:
+		h.members(c, in.Room)
+	case MessageTypeSystem, MessageTypeError, MessageTypePong, MessageTypeMembersDiff:
 		h.sendError(c, ErrCodeForbidden, fmt.Sprintf("type %q is reserved for the server", in.Type))
 	default:
 		if !validType(in.Type) {

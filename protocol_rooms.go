@@ -1,7 +1,9 @@
 package realtime
 
 import (
+	"context"
 	"encoding/json"
+	"slices"
 	"errors"
 	"fmt"
 	"strconv"
@@ -29,10 +31,15 @@ func (h *Handler) join(c *conn, room string) {
 	case err != nil: // not registered: the connection is going away
 		return
 	}
+	msg := h.eventMessage(c, MessageTypeJoin, room)
 	if joined {
 		h.recordMember(room, c, +1)
+		if h.announce(room, MessageTypeJoin) {
+			h.deliver(c, msg) // c is a member: this is its acknowledgement too
+			return
+		}
 	}
-	h.roomEvent(c, MessageTypeJoin, room, joined && !h.cfg.DisableJoinLeaveEvents)
+	c.Send(msg)
 }
 
 func (h *Handler) leave(c *conn, room string) {
@@ -48,23 +55,9 @@ func (h *Handler) leave(c *conn, room string) {
 	// The leaver is no longer a member: it gets its acknowledgement itself.
 	msg := h.eventMessage(c, MessageTypeLeave, room)
 	c.Send(msg)
-	if !h.cfg.DisableJoinLeaveEvents {
+	if h.announce(room, MessageTypeLeave) {
 		h.deliver(c, msg)
 	}
-}
-
-// roomEvent sends a join or leave event about c: to the whole room if toRoom
-// (through the Broadcaster when there is one), otherwise to c alone as its
-// acknowledgement. c is not a member when it left; detach uses it so.
-func (h *Handler) roomEvent(c *conn, typ, room string, toRoom bool) {
-	msg := h.eventMessage(c, typ, room)
-	if !toRoom {
-		if typ == MessageTypeJoin {
-			c.Send(msg)
-		}
-		return
-	}
-	h.deliver(c, msg)
 }
 
 func (h *Handler) eventMessage(c *conn, typ, room string) *Message {
@@ -102,4 +95,69 @@ func (h *Handler) isMember(c *conn, room string) bool {
 		}
 	}
 	return false
+}
+
+// rosterQueries bounds the roster queries that wait on the Broadcaster at
+// once; past it a query is answered "unavailable".
+const rosterQueries = 64
+
+// members answers a member's roster query: the room's users on every pod
+// when the Broadcaster is a Roster (asked off the socket worker, within
+// PublishTimeout), else this pod's.
+func (h *Handler) members(c *conn, room string) {
+	if !ValidRoomName(room) {
+		h.sendError(c, ErrCodeBadRoom, "room must be 1-128 characters of A-Z, a-z, 0-9, '-_.:@/'")
+		return
+	}
+	if !h.isMember(c, room) {
+		h.sendError(c, ErrCodeNotInRoom, "join "+strconv.Quote(room)+" before asking who is in it")
+		return
+	}
+	r, ok := h.cfg.Broadcaster.(Roster)
+	if !ok {
+		h.sendMembers(c, room, h.localUsers(room))
+		return
+	}
+	select {
+	case h.rosterSem <- struct{}{}:
+	default:
+		h.sendError(c, ErrCodeUnavailable, "too many roster queries at once; try again")
+		return
+	}
+	go func() {
+		defer func() { <-h.rosterSem }()
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.PublishTimeout)
+		defer cancel()
+		users, err := r.RoomUsers(ctx, room)
+		if err != nil {
+			h.logger.Warn("realtime: roster", "room", room, "err", err)
+			h.sendError(c, ErrCodeUnavailable, "the roster could not be read; try again")
+			return
+		}
+		h.sendMembers(c, room, users)
+	}()
+}
+
+// localUsers returns the distinct users of room on this pod (none if the
+// hub is not a Directory).
+func (h *Handler) localUsers(room string) []string {
+	d, ok := h.hub.(Directory)
+	if !ok {
+		return nil
+	}
+	seen := map[string]bool{}
+	var users []string
+	d.EachConnection(room, func(c Connection) {
+		if u := c.UserID(); u != "" && !seen[u] {
+			seen[u] = true
+			users = append(users, u)
+		}
+	})
+	return users
+}
+
+func (h *Handler) sendMembers(c *conn, room string, users []string) {
+	slices.Sort(users)
+	data, _ := json.Marshal(MembersData{Count: len(users), Users: append([]string{}, users...)})
+	c.Send(&Message{ID: newMessageID(h.cfg.PodID), Type: MessageTypeMembers, Room: room, From: "system", Data: data, Timestamp: time.Now().UTC()})
 }

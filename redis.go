@@ -54,6 +54,7 @@ var (
 	_ PodNamer         = (*RedisBroadcaster)(nil)
 	_ PresenceRecorder = (*RedisBroadcaster)(nil)
 	_ Relayer          = (*RedisBroadcaster)(nil)
+	_ Roster           = (*RedisBroadcaster)(nil)
 )
 
 // BroadcasterOption configures a RedisBroadcaster.

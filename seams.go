@@ -7,7 +7,7 @@ import "context"
 // own can offer any of them and get the same treatment as ours. Each is
 // optional; the comment says what happens without it. ShardedHub implements
 // RoomHub, FrameHub, RoomWatcher, Directory and ShutdownNotifier;
-// RedisBroadcaster implements Relayer, PodNamer and PresenceRecorder.
+// RedisBroadcaster implements Relayer, Roster, PodNamer and PresenceRecorder.
 
 // RoomHub is a Hub that can refuse a join and list a connection's rooms.
 // Without it, a Handler keeps each connection's rooms itself and calls
@@ -93,6 +93,17 @@ type Relayer interface {
 	// not be sent: an error wrapping ErrNoSuchConnection for a direct
 	// message to a pod or connection that does not exist.
 	Relay(ctx context.Context, frames []*Frame, errs []error)
+}
+
+// Roster is a Broadcaster that knows a room's users on every pod. A Handler
+// answers a members query with it, off the socket workers; without it, with
+// the users of this pod.
+//
+// Concurrency: RoomUsers may be called from several goroutines at once; it
+// may wait on the network, up to ctx's deadline.
+type Roster interface {
+	// RoomUsers returns the distinct users with a connection in room.
+	RoomUsers(ctx context.Context, room string) ([]string, error)
 }
 
 // PodNamer is a Broadcaster that routes direct messages by pod: a Handler

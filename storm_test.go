@@ -10,6 +10,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/realtimehub/realtime/internal/redistest"
 )
 
 // Past AcceptRate, both doors answer 503 with a Retry-After of 1–3 s, and
@@ -72,4 +74,57 @@ func TestStaggeredDrain(t *testing.T) {
 		}
 	}
 	assert.GreaterOrEqual(t, last.Sub(first), 300*time.Millisecond, "closes spread over the drain")
+}
+
+// Past JoinEventsMaxMembers, joins and leaves reach the room as one
+// members_diff per window, not an event per member; small rooms keep their
+// single join and leave events. The joiner of a big room still gets its
+// acknowledgement.
+func TestBigRoomGetsMembersDiff(t *testing.T) {
+	forEachDoor(t, HandlerConfig{JoinEventsMaxMembers: 2, JoinEventsWindow: 50 * time.Millisecond, Authenticate: userAuth},
+		func(t *testing.T, ts *testServer) {
+			a, b, c := dial(t, ts.url, as("ua")), dial(t, ts.url, as("ub")), dial(t, ts.url, as("uc"))
+			a.join("r")
+			b.join("r")
+			assert.Contains(t, string(a.readType(MessageTypeJoin).Data), `"ub"`, "small room: a single event")
+			c.join("r") // the third member: the room is big now
+			m := a.read()
+			require.Equal(t, MessageTypeMembersDiff, m.Type, "no join event for the third member: %+v", m)
+			assert.JSONEq(t, `{"joined":1,"left":0}`, string(m.Data))
+			assert.Equal(t, "r", m.Room)
+			c.send(map[string]string{"type": "leave", "room": "r"}) // back to two: a single event
+			assert.Contains(t, string(a.readType(MessageTypeLeave).Data), `"uc"`)
+		})
+}
+
+// A member asks who is in a room; a non-member is refused.
+func TestMembersQuery(t *testing.T) {
+	forEachDoor(t, HandlerConfig{Authenticate: userAuth}, func(t *testing.T, ts *testServer) {
+		a, b, c := dial(t, ts.url, as("ub")), dial(t, ts.url, as("ua")), dial(t, ts.url, as("uc"))
+		a.join("r")
+		b.join("r")
+		a.send(map[string]string{"type": "members", "room": "r"})
+		m := a.readType(MessageTypeMembers)
+		assert.JSONEq(t, `{"count":2,"users":["ua","ub"]}`, string(m.Data))
+		c.send(map[string]string{"type": "members", "room": "r"})
+		assert.Equal(t, ErrCodeNotInRoom, c.readError())
+	})
+}
+
+// With Redis, the roster covers every pod (the broadcaster is a Roster).
+func TestMembersQueryAcrossPods(t *testing.T) {
+	srv := redistest.Start(t)
+	pa, pb := startPod(t, "a", redistest.Client(t, srv.Addr)), startPod(t, "b", redistest.Client(t, srv.Addr))
+	a, b := dial(t, pa.url, as("ua")), dial(t, pb.url, as("ub"))
+	a.join("r")
+	b.join("r")
+	var got string
+	for range 50 {
+		a.send(map[string]string{"type": "members", "room": "r"})
+		if got = string(a.readType(MessageTypeMembers).Data); got == `{"count":2,"users":["ua","ub"]}` {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // presence is written asynchronously
+	}
+	assert.JSONEq(t, `{"count":2,"users":["ua","ub"]}`, got)
 }

@@ -1,0 +1,115 @@
+package realtime
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+)
+
+// MessageTypeMembersDiff is the event a big room gets instead of one join
+// or leave event per member: once per JoinEventsWindow, how many joined and
+// left it in that window (MembersDiffData). MessageTypeMembers is a client's
+// query for a room's roster, and the answer (MembersData).
+const (
+	MessageTypeMembersDiff = "members_diff"
+	MessageTypeMembers     = "members"
+)
+
+// MembersDiffData is the data of a members_diff event: how many connections
+// joined and left the room on the pod that sent it, in one window. It is a
+// plain value.
+type MembersDiffData struct {
+	Joined int `json:"joined"`
+	Left   int `json:"left"`
+}
+
+// MembersData answers a members query: the room's users (distinct user IDs,
+// anonymous connections not listed) and their count. It is a plain value.
+type MembersData struct {
+	Count int      `json:"count"`
+	Users []string `json:"users"`
+}
+
+// roomEvents coalesces the join and leave events of big rooms: a room with
+// more than JoinEventsMaxMembers members on this pod gets, instead of an
+// event per member (which makes a reconnect storm cost joins × members), one
+// members_diff per JoinEventsWindow. All methods may be called concurrently.
+type roomEvents struct {
+	h     *Handler
+	mu    sync.Mutex
+	diffs map[string]*MembersDiffData
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func newRoomEvents(h *Handler) *roomEvents {
+	e := &roomEvents{h: h, diffs: map[string]*MembersDiffData{}, stop: make(chan struct{})}
+	e.wg.Go(e.run)
+	return e
+}
+
+// add counts one join or leave in room for its next members_diff.
+func (e *roomEvents) add(room, typ string) {
+	e.mu.Lock()
+	d := e.diffs[room]
+	if d == nil {
+		d = &MembersDiffData{}
+		e.diffs[room] = d
+	}
+	if typ == MessageTypeJoin {
+		d.Joined++
+	} else {
+		d.Left++
+	}
+	e.mu.Unlock()
+}
+
+func (e *roomEvents) run() {
+	t := time.NewTicker(e.h.cfg.JoinEventsWindow)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.flush()
+		}
+	}
+}
+
+// flush sends each room with changes its members_diff.
+func (e *roomEvents) flush() {
+	e.mu.Lock()
+	diffs := e.diffs
+	if len(diffs) > 0 {
+		e.diffs = map[string]*MembersDiffData{}
+	}
+	e.mu.Unlock()
+	for room, d := range diffs {
+		data, _ := json.Marshal(d)
+		e.h.deliver(nil, &Message{ID: newMessageID(e.h.cfg.PodID), Type: MessageTypeMembersDiff, Room: room,
+			From: "system", Data: data, Timestamp: time.Now().UTC()})
+	}
+}
+
+// close stops the ticker and sends what is pending.
+func (e *roomEvents) close() {
+	close(e.stop)
+	e.wg.Wait()
+	e.flush()
+}
+
+// announce decides how room hears that a member joined or left: true for a
+// single event now (a small room, as clients have always had), false when
+// events are off or the room is big (the change is then counted in the
+// room's next members_diff). The room's size is its member count on this pod.
+func (h *Handler) announce(room, typ string) bool {
+	if h.cfg.DisableJoinLeaveEvents {
+		return false
+	}
+	if h.hub.RoomCount(room) <= h.cfg.JoinEventsMaxMembers {
+		return true
+	}
+	h.eng.events.add(room, typ)
+	return false
+}
