@@ -198,6 +198,21 @@ func TestRedisOutage(t *testing.T) {
 	require.Eventually(t, func() bool { return a.rb.Ready() == nil && b.rb.Ready() == nil }, 15*time.Second, 50*time.Millisecond,
 		"Ready comes back")
 	waitListening(t, "r", a, b)
+	// Listening can run ahead of rueidis's resubscription by a moment (it
+	// resubscribes without reporting the drop): probe until b hears a.
+	for i := 0; ; i++ {
+		a1.send(map[string]any{"type": "chat", "room": "r", "data": fmt.Sprint("probe", i)})
+		b1.ws.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		_, p, err := b1.ws.ReadMessage()
+		if err == nil && strings.Contains(string(p), `"probe`) {
+			break
+		}
+		require.Less(t, i, 50, "b hears a again after Redis came back")
+		if err != nil { // a read deadline leaves a gorilla connection failed: dial again
+			b1 = dial(t, b.url, as("b1"))
+			b1.join("r")
+		}
+	}
 	t.Logf("pub/sub delivering again %s after Redis came back", time.Since(back).Round(time.Millisecond))
 	a1.send(map[string]any{"type": "chat", "room": "r", "data": "after"})
 	for {
