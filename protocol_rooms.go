@@ -3,9 +3,9 @@ package realtime
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 )
