@@ -13,12 +13,12 @@ import (
 // to the room as the handler does, in one op. "per-join" is the rule before
 // this change (a join event to every member for every join: joins ×
 // members deliveries); "coalesced" is today's default rule (single events
-// while the room has at most 100 members, then one members_diff per window;
+// while the room has at most 50 members, then one members_diff per window;
 // a 10 s ramp with the default 1 s window is modelled as one diff per 1,000
 // joins). It runs the hub's own calls, with connections that only enqueue;
 // deliveries/op is what the storm costs the room's members.
 func BenchmarkJoinStorm(b *testing.B) {
-	const members, maxMembers, joinsPerWindow = 10_000, 100, 1_000
+	const members, maxMembers, joinsPerWindow = 10_000, 50, 1_000
 	for _, mode := range []string{"per-join", "coalesced"} {
 		b.Run("events="+mode, func(b *testing.B) {
 			b.ReportAllocs()
