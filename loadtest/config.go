@@ -24,6 +24,7 @@ type config struct {
 	outDir   string
 	deadline time.Duration
 	repeat   int
+	storm    bool
 
 	// With -url: the external server and how to talk to it.
 	extURL   string
@@ -53,6 +54,7 @@ func parseFlags() *config {
 	flag.StringVar(&c.outDir, "out", "out/loadtest", "directory for the JSON report and server logs")
 	flag.DurationVar(&c.deadline, "timeout", 30*time.Minute, "the whole run stops after this")
 	flag.IntVar(&c.repeat, "repeat", 1, "runs per target (interleaved across targets); figures are medians")
+	flag.BoolVar(&c.storm, "storm", false, "after the idle measurement, drop every connection at once and bring each back as realtime.js does (backoff with jitter, Retry-After); reports time until all are back, connect rate, peak RSS, and the ramp")
 	flag.StringVar(&c.extURL, "url", "", "drive this WebSocket server instead of starting ours (e.g. ws://host:port/path)")
 	flag.StringVar(&c.hello, "hello", `{"type":"join","room":"{room}"}`, "with -url: the frame each connection sends first; {room} is replaced")
 	flag.StringVar(&c.pubTmpl, "publish", `{"type":"chat","room":"{room}","data":{"t":{t}}}`, "with -url: a published message; {room} and {t} (send time, ns) are replaced; receivers find \"t\":<ns> in what they get")

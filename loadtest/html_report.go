@@ -118,5 +118,26 @@ func writeHTML(path string, rs []result, cmdline string) error {
 	b.WriteString("<h2>Latency</h2>" + svgChart("fan-out latency, cumulative", "ms (log scale)", "fraction delivered", names, lat, true))
 	b.WriteString("<h2>Memory</h2>" + svgChart("server RSS while connections ramp (first run)", "connections", "RSS MiB", names, mem, false))
 	b.WriteString("<h2>CPU</h2>" + svgChart("server CPU per delivery (µs, one bar per target)", "target", "µs", names, cpu, false))
+	if ramp, ok := stormRamps(rs); ok {
+		b.WriteString("<h2>Reconnect storm</h2>" + svgChart("connections back after all were dropped at once (first run)", "ms since the drop", "connections rejoined", names, ramp, false))
+	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// stormRamps returns each target's storm ramp, and whether any target ran
+// one.
+func stormRamps(rs []result) ([][][2]float64, bool) {
+	var out [][][2]float64
+	any := false
+	for _, r := range rs {
+		var pts [][2]float64
+		if r.Storm != nil {
+			any = true
+			for _, p := range r.Storm.Ramp {
+				pts = append(pts, [2]float64{p.Ms, float64(p.Joined)})
+			}
+		}
+		out = append(out, pts)
+	}
+	return out, any
 }

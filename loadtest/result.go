@@ -29,6 +29,8 @@ type result struct {
 	Latency         []uint64   `json:"latency_buckets_5pct_from_1us"`
 	Runs            int        `json:"runs"`
 	Memory          []memPoint `json:"rss_while_ramping"`
+	// Storm is what -storm measured (the first run's, with -repeat).
+	Storm *stormResult `json:"storm,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -44,9 +46,15 @@ func printTable(rs []result) {
 			r.Target, r.Conns, r.Runs, r.ConnectRate, r.RSSPerConn, r.RSSPerConnGC, r.HeapPerConn, r.GoroutinesAdded,
 			r.DeliveriesPerS, r.Lost, r.Duplicates, r.CPUPerDelivery, r.P50ms, r.P99ms, r.MaxMs)
 	}
+	for _, r := range rs {
+		if s := r.Storm; s != nil {
+			fmt.Printf("\nstorm, %s: %d connections back in %.0f ms (%.0f/s), peak RSS %.1f MiB, %d answers 503, %d never back",
+				r.Target, r.Conns, s.BackMs, s.ConnectRate, float64(s.PeakRSS)/(1<<20), s.Throttled, s.Failed)
+		}
+	}
 	if len(rs) > 1 {
 		base := rs[len(rs)-1]
-		fmt.Printf("\nratios to %s (same run): ", base.Target)
+		fmt.Printf("\n\nratios to %s (same run): ", base.Target)
 		for _, r := range rs[:len(rs)-1] {
 			fmt.Printf("%s: RSS/conn %.3f×, CPU/delivery %.2f×, deliveries/s %.2f×;  ", r.Target,
 				r.RSSPerConnGC/base.RSSPerConnGC, r.CPUPerDelivery/base.CPUPerDelivery, r.DeliveriesPerS/base.DeliveriesPerS)

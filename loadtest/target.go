@@ -54,6 +54,9 @@ func runTarget(ctx context.Context, cfg *config, target string) (result, error) 
 	}
 	t.waitJoined(ctx)
 	t.measureIdle()
+	if t.cfg.storm {
+		t.r.Storm = t.storm(ctx)
+	}
 	if err := t.joinEveryRoom(ctx); err != nil {
 		return t.r, err
 	}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// stormPoint is one sample of a reconnect storm: how many connections had
+// rejoined (join acknowledged) ms milliseconds after the drop.
+type stormPoint struct {
+	Ms     float64 `json:"ms"`
+	Joined int64   `json:"joined"`
+}
+
+// stormResult is what -storm measures: every connection dropped at once,
+// each coming back as realtime.js does.
+type stormResult struct {
+	BackMs      float64      `json:"all_back_ms"` // until the last join was acknowledged
+	ConnectRate float64      `json:"connect_rate_per_s"`
+	PeakRSS     int64        `json:"peak_rss_bytes"`
+	Throttled   int64        `json:"turned_away_503"` // upgrades answered 503 (admission control)
+	Failed      int64        `json:"failed"`          // connections that never came back
+	Ramp        []stormPoint `json:"ramp"`
+}
+
+// storm drops every connection at once (the socket closed, no close frame:
+// what a network blip or a lost pod does) and brings each back the way
+// realtime.js does: a first delay drawn from [0, 500 ms), then exponential
+// backoff with full jitter, and Retry-After when the server answers 503. It
+// samples the rejoin count and the server's RSS every 100 ms until every
+// connection is back (or a minute has passed).
+func (t *targetRun) storm(ctx context.Context) *stormResult {
+	n := t.cfg.conns
+	fmt.Fprintf(os.Stderr, "%s: storm: dropping %d connections at once\n", t.target, n)
+	t.f.close()
+	t.f.closing.Store(false)
+	t.f.acks.Store(0)
+	res := &stormResult{}
+	// Back means the join was acknowledged; a server that does not
+	// acknowledge joins (the baseline) counts once the hello is written.
+	back := &t.f.acks
+	if t.impl != "realtime" {
+		back = new(atomic.Int64)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			c, throttled, err := reconnect(ctx, i, t.p.wsURL)
+			if throttled > 0 {
+				atomic.AddInt64(&res.Throttled, int64(throttled))
+			}
+			if err != nil {
+				atomic.AddInt64(&res.Failed, 1)
+				return
+			}
+			if c.WriteMessage(websocket.TextMessage, helloFrame(roomOf(i, t.cfg.rooms))) != nil {
+				atomic.AddInt64(&res.Failed, 1)
+				return
+			}
+			t.f.conns[i] = c
+			t.f.wg.Add(1)
+			go t.f.read(i, c)
+			if back != &t.f.acks {
+				back.Add(1)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t.sampleStorm(ctx, res, start, int64(n), back)
+	<-done
+	fmt.Fprintf(os.Stderr, "%s: storm: all back in %.0f ms (%.0f/s), peak RSS %d MiB, %d turned away with 503, %d failed\n",
+		t.target, res.BackMs, res.ConnectRate, res.PeakRSS>>20, res.Throttled, res.Failed)
+	return res
+}
+
+// sampleStorm records the ramp and the peak RSS until the n connections that
+// did not fail had their joins acknowledged (a minute at most).
+func (t *targetRun) sampleStorm(ctx context.Context, res *stormResult, start time.Time, n int64, back *atomic.Int64) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		joined := back.Load()
+		if rss, err := t.p.rss(); err == nil {
+			res.PeakRSS = max(res.PeakRSS, rss)
+		}
+		res.Ramp = append(res.Ramp, stormPoint{ms(time.Since(start)), joined})
+		if joined >= n-atomic.LoadInt64(&res.Failed) || time.Since(start) > time.Minute || ctx.Err() != nil {
+			res.BackMs = ms(time.Since(start))
+			res.ConnectRate = float64(joined) / time.Since(start).Seconds()
+			return
+		}
+		<-tick.C
+	}
+}
+
+// reconnect brings connection i back as realtime.js does, and reports how
+// many times the server turned it away with 503.
+func reconnect(ctx context.Context, i int, url string) (*websocket.Conn, int, error) {
+	throttled := 0
+	backoff := 500 * time.Millisecond
+	delay := time.Duration(rand.Int64N(int64(backoff)))
+	for attempt := 0; attempt < 10; attempt++ {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, throttled, ctx.Err()
+		}
+		c, resp, err := dialer(i).DialContext(ctx, url, nil)
+		if err == nil {
+			return c, throttled, nil
+		}
+		backoff = min(30*time.Second, 2*backoff)
+		delay = time.Duration(rand.Int64N(int64(backoff)))
+		if resp != nil && resp.StatusCode == 503 {
+			throttled++
+			var secs int
+			fmt.Sscan(resp.Header.Get("Retry-After"), &secs)
+			delay = time.Duration(secs)*time.Second + time.Duration(rand.IntN(500))*time.Millisecond
+		}
+	}
+	return nil, throttled, fmt.Errorf("connection %d did not come back", i)
+}
