@@ -203,7 +203,7 @@ func (c *conn) shutdownWrite() {
 
 // queuePool recycles send queues, so that a connection holds none while
 // idle and a busy one allocates none per flush.
-var queuePool = sync.Pool{New: func() any { q := make([][]byte, 0, 16); return &q }}
+var queuePool = sync.Pool{New: func() any { q := make([][]byte, 0, 4); return &q }}
 
 func getQueue() [][]byte { return (*queuePool.Get().(*[][]byte))[:0] }
 
