@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +47,7 @@ func main() {
 	flag.BoolVar(&opts.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (profiling only)")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
 	flag.Parse()
+	setGCPercent()
 	if *jwtSecret != "" {
 		opts.JWTSecret = []byte(*jwtSecret)
 	}
@@ -83,4 +85,19 @@ func envFloat(key string) float64 {
 func envDuration(key string) time.Duration {
 	d, _ := time.ParseDuration(os.Getenv(key))
 	return d
+}
+
+// serverGCPercent is the server's GOGC unless the environment sets one. Its
+// heap is almost all long-lived connection state, and the default of 100
+// lets the garbage of handshakes grow it to twice that before a collection.
+// Measured here (out/bin/loadtest -conns 10000 -repeat 1 -targets
+// realtime-raw,realtime-http, RSS 3 s after the ramp, no forced GC):
+// GOGC=100 1,773 / 1,838 B per connection, 50: 1,226 / 1,505, 25: 1,050 /
+// 1,160, with no rise in CPU per delivery (4.77 / 4.29 µs at 25).
+const serverGCPercent = 25
+
+func setGCPercent() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(serverGCPercent)
+	}
 }
