@@ -93,7 +93,9 @@ type HandlerConfig struct {
 
 	// AcceptRate is how many upgrades per second the handler takes on
 	// average, AcceptBurst how many at once; past them a client gets HTTP
-	// 503 with Retry-After (1–3 s, at random), so that a reconnect storm
+	// 503 with Retry-After (1–3 s, at random), or, a browser (which cannot
+	// read that status), an upgrade closed at once with 1013 and a
+	// reconnect_ms hint, so that a reconnect storm
 	// ramps up instead of starving the connections already served. Defaults:
 	// 10,000 per second (about what two cores complete here), burst 1,000.
 	// A negative AcceptRate turns the limit off.

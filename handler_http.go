@@ -9,8 +9,9 @@ import (
 
 // ServeHTTP upgrades r to a WebSocket: 403 for a foreign origin, 401 when
 // Authenticate refuses, 400 for a request that is not a WebSocket handshake,
-// 431 for headers over MaxHandshakeBytes, 503 after Shutdown, and 503 with
-// Retry-After past AcceptRate.
+// 431 for headers over MaxHandshakeBytes, 503 after Shutdown, and past
+// AcceptRate 503 with Retry-After (a browser's request: upgraded, then closed
+// with 1013 and a reconnect hint).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.eng.stopping.Load() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
@@ -18,6 +19,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !h.gate.allow(time.Now()) {
 		h.stats.throttled.Add(1)
+		if r.Header.Get("Origin") != "" { // a browser: it cannot read a 503
+			if nc, _, _, err := (ws.HTTPUpgrader{Timeout: h.cfg.HandshakeTimeout}).Upgrade(r, w); nc != nil {
+				if err != nil {
+					nc.Close()
+					return
+				}
+				sendTryLater(nc)
+			}
+			return
+		}
 		w.Header().Set("Retry-After", retryAfter())
 		http.Error(w, "too many connections at once; retry later", http.StatusServiceUnavailable)
 		return

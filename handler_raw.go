@@ -117,8 +117,8 @@ func (h *Handler) serveRaw(nc net.Conn) {
 	nc.SetDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
 	rec := &recorder{Conn: nc}
 	req := &http.Request{Method: http.MethodGet, Header: http.Header{}, RemoteAddr: nc.RemoteAddr().String()}
-	var uri string
-	var userID string
+	var uri, userID string
+	var tryLater bool // turned away by admission control, but a browser
 	u := ws.Upgrader{
 		OnRequest: func(b []byte) error { uri = string(b); return nil },
 		OnHost:    func(b []byte) error { req.Host = string(b); return nil },
@@ -132,6 +132,10 @@ func (h *Handler) serveRaw(nc net.Conn) {
 			}
 			if !h.gate.allow(time.Now()) {
 				h.stats.throttled.Add(1)
+				if req.Header.Get("Origin") != "" { // a browser: upgrade, then 1013
+					tryLater = true
+					return nil, nil
+				}
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
 					ws.RejectionReason("too many connections at once; retry later"),
 					ws.RejectionHeader(ws.HandshakeHeaderHTTP(http.Header{"Retry-After": {retryAfter()}})))
@@ -156,6 +160,10 @@ func (h *Handler) serveRaw(nc net.Conn) {
 			nc.Write([]byte(tooLarge))
 		}
 		nc.Close()
+		return
+	}
+	if tryLater {
+		sendTryLater(nc)
 		return
 	}
 	nc.SetDeadline(time.Time{})

@@ -26,6 +26,20 @@ func TestAdmissionControl(t *testing.T) {
 		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 		assert.Contains(t, []string{"1", "2", "3"}, resp.Header.Get("Retry-After"))
 		assert.Equal(t, uint64(1), ts.handler.Stats().Throttled)
+
+		// A browser cannot read a 503: it is upgraded, then closed with
+		// 1013 (Try Again Later) and a reconnect hint.
+		origin := "http://" + strings.TrimSuffix(strings.TrimPrefix(ts.url, "ws://"), "/ws")
+		ws, _, err := websocket.DefaultDialer.Dial(ts.url, http.Header{"Origin": {origin}})
+		require.NoError(t, err)
+		defer ws.Close()
+		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _, err = ws.ReadMessage()
+		var ce *websocket.CloseError
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, 1013, ce.Code)
+		assert.Regexp(t, `^try again later; reconnect_ms=\d+$`, ce.Text)
+		assert.Equal(t, uint64(2), ts.handler.Stats().Throttled)
 	})
 }
 

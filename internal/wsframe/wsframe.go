@@ -30,6 +30,7 @@ const (
 	ClosePolicyViolation uint16 = 1008
 	CloseTooBig          uint16 = 1009
 	CloseInternalError   uint16 = 1011
+	CloseTryAgainLater   uint16 = 1013
 )
 
 // HeaderLen returns the length of a server frame header (no mask) for a
