@@ -35,7 +35,7 @@ func main() {
 	flag.IntVar(&opts.Handler.SendQueueSize, "send-queue", 0, "frames queued per connection before it counts as a slow consumer (default: no limit but -send-queue-bytes)")
 	flag.IntVar(&opts.Handler.MaxRoomsPerConn, "max-rooms", 0, "rooms per connection (default 100)")
 	flag.BoolVar(&opts.Handler.DisableJoinLeaveEvents, "no-join-events", false, "do not send join/leave events to rooms")
-	flag.Float64Var(&opts.Handler.AcceptRate, "accept-rate", envFloat("REALTIME_ACCEPT_RATE"), "upgrades per second before clients get 503 + Retry-After (default 10000; negative: off)")
+	flag.Float64Var(&opts.Handler.AcceptRate, "accept-rate", envFloat("REALTIME_ACCEPT_RATE"), "upgrades per second before clients get 503 + Retry-After (default 20000; negative: off)")
 	flag.Float64Var(&opts.Handler.DrainRate, "drain-rate", envFloat("REALTIME_DRAIN_RATE"), "connections closed per second at shutdown, each with a reconnect hint (default 5000)")
 	flag.DurationVar(&opts.Handler.DrainWindow, "drain-window", envDuration("REALTIME_DRAIN_WINDOW"), "longest the shutdown drain may take (default 10s)")
 	redis := flag.String("redis", os.Getenv("REALTIME_REDIS"), "Redis address(es), comma-separated: links pods (empty: single pod)")
