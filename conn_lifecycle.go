@@ -19,6 +19,10 @@ func (h *Handler) attach(nc net.Conn, userID string, early []byte) {
 		return
 	}
 	h.eng.start()
+	if h.eng.pool == nil { // Shutdown came first and the engine will never run
+		nc.Close()
+		return
+	}
 	c := h.newConn(userID)
 	c.adopt(nc)
 	// Until the socket is registered, the connection is "scheduled" so that
@@ -101,27 +105,26 @@ func (c *conn) startPolling() {
 }
 
 // startGoroutine starts the reader goroutine of a connection that cannot be
-// polled, and its writer if frames were queued meanwhile.
+// polled. Frames queued before it (the greeting, replies to early bytes)
+// already started their writer: kick does for such a connection, and a
+// second writer here would write them twice.
 func (c *conn) startGoroutine() {
 	c.scheduled.Store(false)
 	c.h.eng.fallback.Add(1)
 	go c.readLoop()
-	c.mu.Lock()
-	pending := len(c.queue) > 0
-	c.mu.Unlock()
-	if pending {
-		c.kick(workFlush)
-	}
 }
 
 // detach undoes attach after the socket is released: unregister, leave
 // events, offline presence.
 func (h *Handler) detach(c *conn, cause error) {
+	mu := h.memberLock(c)
+	mu.Lock() // a join running on the command pool lands before this, or sees c closed
 	rooms := h.rooms.Rooms(c)
 	h.hub.Unregister(c)
 	if h.own != nil {
 		h.own.forget(c)
 	}
+	mu.Unlock()
 	h.eng.hb.remove(c)
 	for _, room := range rooms {
 		if h.announce(room, MessageTypeLeave) {

@@ -87,7 +87,9 @@ func (e *engine) signalIdle() {
 // ctx to end, then stops everything.
 func (e *engine) shutdown(ctx context.Context) error {
 	defer close(e.done)
-	e.handshakes.Wait() // handshakes in progress see stopping and refuse
+	// Handshakes in progress were cut short (cancelHandshakes); an
+	// Authenticate hook that does not return is not waited for past ctx.
+	waitCtx(ctx, e.handshakes.Wait)
 	// A handler that never started has nothing to stop (and now never will).
 	e.startOnce.Do(func() {})
 	if e.pool == nil {
@@ -117,16 +119,15 @@ func (e *engine) shutdown(ctx context.Context) error {
 	}
 	e.fallback.Wait()
 	if e.cmds != nil {
-		e.cmds.stop()
+		waitCtx(ctx, e.cmds.stop) // a hook that does not return keeps its goroutine
 	}
 	if e.events != nil {
 		e.events.close() // the last diffs go out before the pipeline closes
 	}
 	if e.pipe != nil {
-		// What the connections' last events queued still goes out.
-		pctx, cancel := context.WithTimeout(context.Background(), e.h.cfg.PublishTimeout)
-		e.pipe.close(pctx)
-		cancel()
+		// What the connections' last events queued still goes out, until
+		// ctx ends; then what is left is cancelled.
+		e.pipe.close(ctx)
 	}
 	if err != nil {
 		return ErrShutdownTimeout
@@ -183,4 +184,14 @@ func (e *engine) drain(ctx context.Context) {
 // reads it).
 func reconnectHint() string {
 	return "server shutting down; reconnect_ms=" + strconv.Itoa(rand.IntN(1000))
+}
+
+// waitCtx runs wait and returns when it does or when ctx ends.
+func waitCtx(ctx context.Context, wait func()) {
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }

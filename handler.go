@@ -28,6 +28,7 @@ type Handler struct {
 	connSeq   atomic.Uint64 // connection IDs: "<pod>.<n>"
 	gate      *admission
 	rosterSem chan struct{} // roster queries waiting on the Broadcaster
+	memberMu  memberLocks
 	presence  presenceCounts
 	stats     handlerCounters
 

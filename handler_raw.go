@@ -63,6 +63,9 @@ func (h *Handler) trackHandshake(nc net.Conn) bool {
 		return false
 	}
 	h.handshaking[nc] = struct{}{}
+	// The deadline is set here, under hsMu: set after, it could overwrite
+	// the "now" of a cancelHandshakes that ran in between.
+	nc.SetDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
 	return true
 }
 
@@ -114,7 +117,6 @@ func (h *Handler) serveRaw(nc net.Conn) {
 		return
 	}
 	defer h.untrackHandshake(nc)
-	nc.SetDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
 	rec := &recorder{Conn: nc}
 	req := &http.Request{Method: http.MethodGet, Header: http.Header{}, RemoteAddr: nc.RemoteAddr().String()}
 	var uri, userID string

@@ -27,7 +27,13 @@ type pipeline struct {
 	mu     sync.RWMutex // guards closed against submit
 	closed bool
 	lanes  []chan pubJob
+	order  []sync.Mutex // per lane: local delivery and queueing in one order
 	wg     sync.WaitGroup
+
+	// base bounds every send; close cancels it once its own deadline
+	// passes, so that no lane outlives Shutdown.
+	base   context.Context
+	cancel context.CancelFunc
 }
 
 // pubJob is one message for the other pods, and the connection to tell if
@@ -47,8 +53,10 @@ func pipelineLanes() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
 func newPipeline(h *Handler) *pipeline {
 	p := &pipeline{h: h}
 	p.relayer, _ = h.cfg.Broadcaster.(Relayer)
+	p.base, p.cancel = context.WithCancel(context.Background())
 	n := pipelineLanes()
 	p.lanes = make([]chan pubJob, n)
+	p.order = make([]sync.Mutex, n)
 	for i := range p.lanes {
 		p.lanes[i] = make(chan pubJob, max(1, h.cfg.PublishQueueSize/n))
 		p.wg.Go(func() { p.run(p.lanes[i]) })
@@ -56,24 +64,33 @@ func newPipeline(h *Handler) *pipeline {
 	return p
 }
 
-// submit queues job on the lane of key; false if that lane is full or the
-// pipeline is closed.
-func (p *pipeline) submit(key string, job pubJob) bool {
+// submit runs local (the delivery to this pod's members, or nil) and queues
+// job on the lane of key, both under the lane's order lock: two senders to
+// one room reach this pod's members and the other pods in the same order.
+// It reports false if the lane is full or the pipeline is closed.
+func (p *pipeline) submit(key string, job pubJob, local func()) bool {
+	i := xxhash.Sum64String(key) % uint64(len(p.lanes))
+	p.order[i].Lock()
+	defer p.order[i].Unlock()
+	if local != nil {
+		local()
+	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
 		return false
 	}
 	select {
-	case p.lanes[xxhash.Sum64String(key)%uint64(len(p.lanes))] <- job:
+	case p.lanes[i] <- job:
 		return true
 	default:
 		return false
 	}
 }
 
-// close stops taking jobs, lets the lanes send what they hold (each batch
-// bounded by PublishTimeout), and waits for them or ctx.
+// close stops taking jobs and lets the lanes send what they hold until ctx
+// ends; then it cancels what is still being sent (reported as failed) and
+// waits for the lanes, which no longer wait on anything.
 func (p *pipeline) close(ctx context.Context) {
 	p.mu.Lock()
 	if !p.closed {
@@ -88,7 +105,10 @@ func (p *pipeline) close(ctx context.Context) {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		p.cancel()
+		<-done
 	}
+	p.cancel()
 }
 
 // run is a lane: it takes what has queued, up to maxBatch, and sends it.
@@ -114,6 +134,7 @@ func (p *pipeline) run(q chan pubJob) {
 		for _, j := range jobs {
 			frames = append(frames, j.f)
 		}
+		clear(errs) // a Relayer need only set the errors of what failed
 		p.send(frames, errs[:len(frames)])
 		for i, err := range errs[:len(frames)] {
 			if err != nil {
@@ -127,7 +148,7 @@ func (p *pipeline) run(q chan pubJob) {
 
 // send hands frames to the Broadcaster within PublishTimeout.
 func (p *pipeline) send(frames []*Frame, errs []error) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.h.cfg.PublishTimeout)
+	ctx, cancel := context.WithTimeout(p.base, p.h.cfg.PublishTimeout)
 	defer cancel()
 	if p.relayer != nil {
 		p.relayer.Relay(ctx, frames, errs)

@@ -60,10 +60,11 @@ func (h *Handler) relay(c *conn, key string, msg *Message) {
 		h.logger.Error("realtime: publish", "type", msg.Type, "err", err)
 		return
 	}
+	var local func()
 	if h.eng.pipe.relayer != nil && msg.To == "" {
-		h.deliverLocal(msg.Room, f)
+		local = func() { h.deliverLocal(msg.Room, f) }
 	}
-	if !h.eng.pipe.submit(key, pubJob{f: f, from: c}) {
+	if !h.eng.pipe.submit(key, pubJob{f: f, from: c}, local) {
 		h.publishFailed(c, msg, errPipelineFull)
 	}
 }

@@ -2,6 +2,8 @@ package realtime
 
 import (
 	"context"
+	"sync"
+	"unsafe"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +25,17 @@ func (h *Handler) join(c *conn, room string) {
 			return
 		}
 	}
+	mu := h.memberLock(c)
+	mu.Lock()
+	if c.state.Load() == stateClosed { // torn down while the hook ran
+		mu.Unlock()
+		return
+	}
 	joined, err := h.rooms.Join(c, room, h.cfg.MaxRoomsPerConn)
+	if joined {
+		h.recordMember(room, c, +1)
+	}
+	mu.Unlock()
 	switch {
 	case errors.Is(err, ErrTooManyRooms):
 		h.sendError(c, ErrCodeTooManyRooms, fmt.Sprintf("at most %d rooms per connection", h.cfg.MaxRoomsPerConn))
@@ -33,7 +45,6 @@ func (h *Handler) join(c *conn, room string) {
 	}
 	msg := h.eventMessage(c, MessageTypeJoin, room)
 	if joined {
-		h.recordMember(room, c, +1)
 		if h.announce(room, MessageTypeJoin) {
 			h.deliver(c, msg) // c is a member: this is its acknowledgement too
 			return
@@ -160,4 +171,15 @@ func (h *Handler) sendMembers(c *conn, room string, users []string) {
 	slices.Sort(users)
 	data, _ := json.Marshal(MembersData{Count: len(users), Users: append([]string{}, users...)})
 	c.Send(&Message{ID: newMessageID(h.cfg.PodID), Type: MessageTypeMembers, Room: room, From: "system", Data: data, Timestamp: time.Now().UTC()})
+}
+
+// memberLocks serializes a connection's joins with its detach: a join that
+// runs on the command pool (a hook waited) must either land before detach
+// lists the connection's rooms, or see it closed; else the room would keep
+// a member that is gone. Striped, so it costs a connection nothing.
+type memberLocks [64]sync.Mutex
+
+// memberLock returns c's stripe of the handler's member locks.
+func (h *Handler) memberLock(c *conn) *sync.Mutex {
+	return &h.memberMu[uintptr(unsafe.Pointer(c))>>4%uintptr(len(h.memberMu))]
 }
