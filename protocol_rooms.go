@@ -2,14 +2,14 @@ package realtime
 
 import (
 	"context"
-	"sync"
-	"unsafe"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
+	"unsafe"
 )
 
 // Room commands: join, leave and presence, and the events they send.
