@@ -84,7 +84,9 @@ type HandlerConfig struct {
 	PublishTimeout time.Duration
 	// PublishQueueSize is how many messages may wait for the Broadcaster,
 	// over all lanes of the publish pipeline; past it, a sender gets
-	// publish_failed at once. Nothing that waits on the Broadcaster runs on
+	// publish_failed at once. A room's messages all use one lane (that is
+	// how their order is kept), which holds PublishQueueSize divided by the
+	// number of lanes (4 × GOMAXPROCS, at least 8). Nothing that waits on the Broadcaster runs on
 	// the workers that read and write sockets. Default: 8192.
 	PublishQueueSize int
 	// MaxRoomsPerConn is how many rooms one connection may be in at once.
