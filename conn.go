@@ -208,7 +208,12 @@ func (c *conn) teardown(cause error) {
 	putQueue(c.queue)
 	c.queue, c.qbytes = nil, 0
 	c.mu.Unlock()
-	c.rd = wsframe.Reader{}
+	if c.fd >= 0 {
+		// Polled: teardown runs in the task that reads, so the reader's
+		// buffers can go now. A goroutine connection's reader may still be
+		// in Feed; it stops when the closed socket fails its next Read.
+		c.rd = wsframe.Reader{}
+	}
 	c.h.detach(c, cause)
 }
 

@@ -130,8 +130,12 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	h.lnMu.Unlock()
 	h.cancelHandshakes() // handshakes in progress end now, not at their deadline
 	if !first {
-		<-h.eng.done
-		return nil
+		select {
+		case <-h.eng.done:
+			return nil
+		case <-ctx.Done():
+			return ErrShutdownTimeout
+		}
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
