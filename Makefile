@@ -72,7 +72,8 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 ## bench: hub benchmarks beside the naive baseline, as a table of medians;
-## then Redis publish throughput, cross-pod latency and partition traffic.
+## then Redis publish throughput, cross-pod latency and partition traffic;
+## a join storm with events on; a 10 s Redis stall under load.
 # Each family has its own -benchtime: the naive hub's join/leave under
 # broadcast mis-calibrates b.N with a time target, so it runs a fixed count,
 # long enough at -cpu 1 (one P) for the broadcaster to get its time slices.
@@ -90,3 +91,9 @@ bench: deps
 	$(GO) test -run '^$$' -bench '^BenchmarkPublish$$' -benchtime 3s -count $(BENCHCOUNT) ./bench/ | tee $(OUT)/bench-redis.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkCrossPodLatency$$' -benchtime 1x -count $(BENCHCOUNT) ./bench/ | tee -a $(OUT)/bench-redis.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkPartitionTraffic$$' -benchtime 1x ./bench/ | tee -a $(OUT)/bench-redis.txt
+	@echo
+	@echo "Join storm: 10,000 joins into one room, per-join events beside the coalesced default:"
+	$(GO) test -run '^$$' -bench '^BenchmarkJoinStorm$$' -benchtime 3x -benchmem ./bench/ | tee $(OUT)/bench-joinstorm.txt
+	@echo
+	@echo "Redis frozen (SIGSTOP) 10 s under load on one of two pods:"
+	$(GO) test -run '^$$' -bench '^BenchmarkRedisStall$$' -benchtime 1x ./bench/ | tee $(OUT)/bench-stall.txt
