@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
@@ -71,13 +70,8 @@ func startPod(bin, shared, redisAddr, logPath string) (*serverProc, error) {
 		return nil, err
 	}
 	args := append([]string{"-addr", shared, "-reuseport", "-admin-addr", admin, "-redis", redisAddr}, serverArgs...)
-	cmd := exec.Command(bin, args...)
-	logf, err := os.Create(logPath)
+	cmd, err := startLogged(bin, args, logPath)
 	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	return &serverProc{impl: "realtime", cmd: cmd, httpURL: "http://" + admin}, nil

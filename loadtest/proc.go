@@ -96,13 +96,8 @@ func startServer(impl, door string, logPath string) (*serverProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	logf, err := os.Create(logPath)
+	cmd, err := startLogged(bin, args, logPath)
 	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s server: %w", impl, err)
 	}
 	p := &serverProc{impl: impl, cmd: cmd, httpURL: "http://" + statsAddr, wsURL: wsURL}
@@ -242,4 +237,17 @@ func (p *serverProc) closeCounters() string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// startLogged starts bin with args, its output going to the file logPath.
+// The child keeps its own descriptor of the file; ours is closed.
+func startLogged(bin string, args []string, logPath string) (*exec.Cmd, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	return cmd, cmd.Start()
 }
