@@ -50,6 +50,8 @@ var (
 	errUnauthorized      = errors.New("unauthorized")
 	errHandshakeTooLarge = errors.New("handshake too large")
 	errPipelineFull      = errors.New("realtime: publish pipeline full")
+	// errConnClosed: a join found its connection torn down meanwhile.
+	errConnClosed = errors.New("realtime: connection closed")
 	// errStopReading ends Feed after the peer's close frame.
 	errStopReading = errors.New("stop reading")
 )

@@ -113,3 +113,16 @@ func (h *Handler) announce(room, typ string) bool {
 	h.eng.events.add(room, typ)
 	return false
 }
+
+// announceJoin is announce for a join decided before the joiner is a member
+// (it counts the joiner in).
+func (h *Handler) announceJoin(room string) bool {
+	if h.cfg.DisableJoinLeaveEvents {
+		return false
+	}
+	if h.hub.RoomCount(room)+1 <= h.cfg.JoinEventsMaxMembers {
+		return true
+	}
+	h.eng.events.add(room, MessageTypeJoin)
+	return false
+}

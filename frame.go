@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -17,6 +18,8 @@ import (
 type Frame struct {
 	wire []byte // RFC 6455 frame header followed by the JSON payload
 	hdr  int    // header length in wire
+	room string // the room it goes to, when known
+	off  uint64 // its offset in the room's history, or 0
 
 	// msg is the message encoded, or nil for a frame built from JSON, whose
 	// message is decoded on first use (only a Connection that is not a
@@ -91,7 +94,36 @@ func newTextFrame(msg *Message, payload []byte) *Frame {
 	wire := make([]byte, hdr+len(payload))
 	wsframe.PutHeader(wire, wsframe.OpText, len(payload))
 	copy(wire[hdr:], payload)
-	return &Frame{msg: msg, wire: wire, hdr: hdr}
+	f := &Frame{msg: msg, wire: wire, hdr: hdr}
+	if msg != nil {
+		f.room, f.off = msg.Room, msg.Offset
+	}
+	return f
+}
+
+// positionedJSON returns payload, a JSON object, with "offset" and "epoch"
+// members first: how a message gets its place in history without being
+// encoded again (the Redis script splices the same way).
+func positionedJSON(payload []byte, off uint64, epoch string) []byte {
+	b := make([]byte, 0, len(payload)+len(epoch)+32)
+	b = append(b, `{"offset":`...)
+	b = strconv.AppendUint(b, off, 10)
+	b = append(b, `,"epoch":"`...)
+	b = append(b, epoch...)
+	b = append(b, `",`...)
+	return append(b, payload[1:]...)
+}
+
+// positionedFrame is f's message at its place in room's history.
+func positionedFrame(f *Frame, room string, off uint64, epoch string) *Frame {
+	p := newTextFrame(nil, positionedJSON(f.Payload(), off, epoch))
+	p.room, p.off = room, off
+	if f.msg != nil {
+		m := *f.msg
+		m.Offset, m.Epoch = off, epoch
+		p.msg = &m
+	}
+	return p
 }
 
 // Message returns the message the frame encodes. It is shared: do not modify.

@@ -21,6 +21,8 @@ type Handler struct {
 	own      *connRooms       // rooms kept by the handler, or nil
 	recorder PresenceRecorder // the Broadcaster's, or nil
 	frames   FrameHub         // the hub's, or nil
+	hist     historian        // room history, or nil when off
+	mem      *memHistory      // hist when it is the handler's own, or nil
 	logger   *slog.Logger
 	cfg      HandlerConfig
 	eng      *engine
@@ -64,6 +66,15 @@ func NewHandler(hub Hub, logger *slog.Logger, cfg HandlerConfig) *Handler {
 	}
 	h.recorder, _ = cfg.Broadcaster.(PresenceRecorder)
 	h.frames, _ = hub.(FrameHub)
+	switch b := cfg.Broadcaster.(type) {
+	case nil:
+		if cfg.HistorySize > 0 {
+			h.mem = newMemHistory(h)
+			h.hist = h.mem
+		}
+	case interface{ roomHistory() historian }:
+		h.hist = b.roomHistory()
+	}
 	if sn, ok := hub.(ShutdownNotifier); ok {
 		sn.OnShutdown(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ShutdownTimeout)

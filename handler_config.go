@@ -154,6 +154,20 @@ type HandlerConfig struct {
 	// acknowledgement. Default: false (events on).
 	DisableJoinLeaveEvents bool
 
+	// HistorySize is how many recent messages each room keeps, on a single
+	// pod (no Broadcaster), for clients that rejoin with "since" (see
+	// Position); -1 turns history off (messages then carry no offset).
+	// With a RedisBroadcaster its WithHistory option rules instead.
+	// Default: 100.
+	HistorySize int
+	// HistoryTTL is how long a kept message stays recoverable. Default: 5m.
+	HistoryTTL time.Duration
+	// HistoryMaxBytes bounds the kept messages of all rooms on this pod
+	// (encoded size plus 64 bytes each); past it the oldest go first. A
+	// room's position (80 bytes or so) outlives its messages by 24 hours, so
+	// that a client of a quiet room still recovers. Default: 64 MiB.
+	HistoryMaxBytes int64
+
 	// PodID prefixes the IDs of this handler's connections and messages, so
 	// an ID tells which pod owns it. Letters, digits, '-' and '_'.
 	// Default: 8 random hex digits.
@@ -188,6 +202,13 @@ func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
 		c.RateLimit = 50
 	}
 	set(&c.MaxRoomsPerConn, 100)
+	if c.HistorySize == 0 {
+		c.HistorySize = 100
+	}
+	setD(&c.HistoryTTL, 5*time.Minute)
+	if c.HistoryMaxBytes <= 0 {
+		c.HistoryMaxBytes = 64 << 20
+	}
 	setD(&c.PingInterval, 25*time.Second)
 	setD(&c.PongTimeout, 60*time.Second)
 	setD(&c.HandshakeTimeout, 10*time.Second)

@@ -45,13 +45,21 @@ type ConnectedData struct {
 const MaxRoomNameLength = 128
 
 // ValidRoomName reports whether name is acceptable as a room: 1 to 128
-// bytes of ASCII letters, digits and "-_.:@/". Braces and spaces are
-// excluded, so a room name can never break a Redis hash tag or a log line.
+// bytes of ASCII letters, digits and "-_.:@/", or a user's personal room
+// ("~" and such characters; see UserRoom). Braces and spaces are excluded,
+// so a room name can never break a Redis hash tag or a log line.
 func ValidRoomName(name string) bool {
 	if len(name) == 0 || len(name) > MaxRoomNameLength {
 		return false
 	}
-	for i := 0; i < len(name); i++ {
+	start := 0
+	if name[0] == '~' {
+		if len(name) == 1 {
+			return false
+		}
+		start = 1
+	}
+	for i := start; i < len(name); i++ {
 		b := name[i]
 		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' ||
 			b == '-' || b == '_' || b == '.' || b == ':' || b == '@' || b == '/') {
@@ -131,7 +139,7 @@ func (h *Handler) handleCommand(c *conn, payload []byte) {
 	case MessageTypePing:
 		c.Send(&Message{Type: MessageTypePong, From: "system", Timestamp: time.Now().UTC()})
 	case MessageTypeJoin:
-		h.join(c, in.Room)
+		h.join(c, in.Room, in.Data)
 	case MessageTypeLeave:
 		h.leave(c, in.Room)
 	case MessageTypePresence:

@@ -1,7 +1,9 @@
 package realtime
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -45,6 +47,10 @@ func (h *Handler) direct(c *conn, in *inbound) {
 // Relayer) and to the other pods through the publish pipeline.
 func (h *Handler) deliver(c *conn, msg *Message) {
 	if h.cfg.Broadcaster == nil {
+		if h.mem != nil && keepsHistory(msg) {
+			h.mem.append(msg) // offset given, kept and delivered in order
+			return
+		}
 		h.hub.Broadcast(msg)
 		return
 	}
@@ -61,7 +67,9 @@ func (h *Handler) relay(c *conn, key string, msg *Message) {
 		return
 	}
 	var local func()
-	if h.eng.pipe.relayer != nil && msg.To == "" {
+	// A message the broadcaster keeps in history is delivered here, as on
+	// every pod, once it has its place (Relay).
+	if h.eng.pipe.relayer != nil && msg.To == "" && (h.hist == nil || !h.hist.keeps(msg)) {
 		local = func() { h.deliverLocal(msg.Room, f) }
 	}
 	if !h.eng.pipe.submit(key, pubJob{f: f, from: c}, local) {
@@ -93,4 +101,39 @@ func (h *Handler) publishFailed(c *conn, msg *Message, err error) {
 		// The error's text (addresses, channels) is for the log, not the client.
 		h.sendError(c, ErrCodePublishFailed, "not delivered to the other pods; try again")
 	}
+}
+
+// Publish sends msg from server code as clients' messages go: to every
+// member of msg.Room on every pod (through the Broadcaster), kept in the
+// room's history with its offset, or to the connection msg.To. It fills in
+// a missing ID, Timestamp and From ("system"). Unlike Hub.Broadcast, which
+// reaches this pod's members only and keeps nothing, it is what server code
+// of a deployment of several pods should call. An error means some members
+// may not have got it (see the Broadcaster's Publish).
+func (h *Handler) Publish(ctx context.Context, msg *Message) error {
+	if msg == nil {
+		return ErrNilMessage
+	}
+	if msg.ID == "" {
+		msg.ID = newMessageID(h.cfg.PodID)
+	}
+	if msg.Timestamp.IsZero() {
+		msg.Timestamp = time.Now().UTC()
+	}
+	if msg.From == "" {
+		msg.From = "system"
+	}
+	switch {
+	case h.cfg.Broadcaster != nil:
+		return h.cfg.Broadcaster.Publish(ctx, msg)
+	case msg.To != "":
+		if !h.hub.SendTo(msg.To, msg) {
+			return fmt.Errorf("%w: %q", ErrNoSuchConnection, msg.To)
+		}
+	case h.mem != nil && keepsHistory(msg):
+		h.mem.append(msg)
+	default:
+		h.hub.Broadcast(msg)
+	}
+	return nil
 }

@@ -14,9 +14,18 @@ import (
 
 // Room commands: join, leave and presence, and the events they send.
 
-func (h *Handler) join(c *conn, room string) {
+func (h *Handler) join(c *conn, room string, data json.RawMessage) {
 	if !ValidRoomName(room) {
 		h.sendError(c, ErrCodeBadRoom, "room must be 1-128 characters of A-Z, a-z, 0-9, '-_.:@/'")
+		return
+	}
+	since, ok := parseSince(data)
+	if !ok {
+		h.sendError(c, ErrCodeBadData, `join data must be {"since":{"offset":N,"epoch":"E"}}`)
+		return
+	}
+	if owner, personal := roomOwner(room); personal && (owner != c.userID || c.userID == "") {
+		h.sendError(c, ErrCodeForbidden, "only its user may join "+strconv.Quote(room))
 		return
 	}
 	if h.cfg.AuthorizeJoin != nil {
@@ -25,22 +34,46 @@ func (h *Handler) join(c *conn, room string) {
 			return
 		}
 	}
-	mu := h.memberLock(c)
-	mu.Lock()
-	if c.state.Load() == stateClosed { // torn down while the hook ran
-		mu.Unlock()
+	if h.hist == nil {
+		h.joinPlain(c, room)
 		return
 	}
-	joined, err := h.rooms.Join(c, room, h.cfg.MaxRoomsPerConn)
+	admit := func(v historyView) { h.admitMember(c, room, since, v) }
+	if h.hist.join(room, since, admit) {
+		return
+	}
+	h.hist.joinLater(room, since, admit, func(err error) {
+		h.logger.Warn("realtime: join: room history", "room", room, "err", err)
+		h.sendError(c, ErrCodeUnavailable, "the room's history could not be read; join again")
+	})
+}
+
+// addMember adds c to room, unless c was torn down meanwhile (a hook ran
+// first), and records the membership for presence.
+func (h *Handler) addMember(c *conn, room string) (joined bool, err error) {
+	mu := h.memberLock(c)
+	mu.Lock()
+	defer mu.Unlock()
+	if c.state.Load() == stateClosed { // torn down while the hook ran
+		return false, errConnClosed
+	}
+	joined, err = h.rooms.Join(c, room, h.cfg.MaxRoomsPerConn)
 	if joined {
 		h.recordMember(room, c, +1)
 	}
-	mu.Unlock()
 	switch {
 	case errors.Is(err, ErrTooManyRooms):
 		h.sendError(c, ErrCodeTooManyRooms, fmt.Sprintf("at most %d rooms per connection", h.cfg.MaxRoomsPerConn))
-		return
 	case err != nil: // not registered: the connection is going away
+	}
+	return joined, err
+}
+
+// joinPlain joins a room without history: the join event, which the joiner
+// gets too, is its acknowledgement.
+func (h *Handler) joinPlain(c *conn, room string) {
+	joined, err := h.addMember(c, room)
+	if err != nil {
 		return
 	}
 	msg := h.eventMessage(c, MessageTypeJoin, room)
@@ -51,6 +84,42 @@ func (h *Handler) join(c *conn, room string) {
 		}
 	}
 	c.Send(msg)
+}
+
+// admitMember joins c to a room that keeps history. It runs under the room's
+// history lock, so no message of the room is delivered meanwhile: the
+// acknowledgement gives the room's position, the replay (with since)
+// follows it, and every later message comes after both. The other members'
+// join event goes out before c is a member, so that c gets one join
+// message, its acknowledgement.
+func (h *Handler) admitMember(c *conn, room string, since *Position, v historyView) {
+	if !h.isMember(c, room) {
+		if len(h.rooms.Rooms(c)) >= h.cfg.MaxRoomsPerConn {
+			h.sendError(c, ErrCodeTooManyRooms, fmt.Sprintf("at most %d rooms per connection", h.cfg.MaxRoomsPerConn))
+			return
+		}
+		if h.announceJoin(room) {
+			h.deliver(c, h.eventMessage(c, MessageTypeJoin, room))
+		}
+	}
+	if _, err := h.addMember(c, room); err != nil {
+		return
+	}
+	ack := JoinAckData{Room: room, UserID: c.userID, Offset: v.Pos.Offset, Epoch: v.Pos.Epoch}
+	if since != nil {
+		ack.Recovered = &v.Recovered
+		if v.Recovered {
+			h.stats.recovered.Add(1)
+		} else {
+			h.stats.notRecovered.Add(1)
+		}
+	}
+	data, _ := json.Marshal(ack)
+	c.Send(&Message{ID: newMessageID(h.cfg.PodID), Type: MessageTypeJoin, Room: room, From: "system", Data: data, Timestamp: time.Now().UTC()})
+	for _, f := range v.Replay {
+		c.SendFrame(f)
+	}
+	h.stats.replayed.Add(uint64(len(v.Replay)))
 }
 
 func (h *Handler) leave(c *conn, room string) {

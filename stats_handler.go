@@ -22,6 +22,10 @@ type HandlerStats struct {
 	// ErrorsSent counts error messages sent to clients; PublishErrors
 	// messages the Broadcaster failed to publish.
 	ErrorsSent, PublishErrors uint64
+	// Recovered and NotRecovered count joins with a since position that
+	// got every message after it, or recovered:false; Replayed the messages
+	// sent to them.
+	Recovered, NotRecovered, Replayed uint64
 }
 
 type handlerCounters struct {
@@ -29,6 +33,7 @@ type handlerCounters struct {
 	messagesIn, framesOut, bytesIn, bytesOut atomic.Uint64
 	slowConsumers, timeouts, protocolErrors  atomic.Uint64
 	errorsSent, publishErrors, throttled     atomic.Uint64
+	recovered, notRecovered, replayed        atomic.Uint64
 }
 
 // Stats returns the handler's counters.
@@ -40,6 +45,7 @@ func (h *Handler) Stats() HandlerStats {
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
 		SlowConsumers: s.slowConsumers.Load(), Timeouts: s.timeouts.Load(), ProtocolErrors: s.protocolErrors.Load(),
 		ErrorsSent: s.errorsSent.Load(), PublishErrors: s.publishErrors.Load(), Throttled: s.throttled.Load(),
+		Recovered: s.recovered.Load(), NotRecovered: s.notRecovered.Load(), Replayed: s.replayed.Load(),
 	}
 }
 

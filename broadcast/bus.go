@@ -49,6 +49,15 @@ type Options struct {
 	CanaryInterval time.Duration
 	// Logger receives subscription errors. Default slog.Default().
 	Logger *slog.Logger
+	// OnSubscribed, if set, is called (on a goroutine of its own) each time
+	// Redis confirms the subscription to a partition: the first time and
+	// after every reconnect. What was published to the partition before it
+	// may not have reached the pod: a caller that keeps history re-reads it.
+	OnSubscribed func(partition int)
+	// OnDrop, if set, is called (on the receiving goroutine; it must not
+	// block) when a payload of a partition was dropped because the hand-off
+	// queue was full.
+	OnDrop func(partition int)
 }
 
 // Handler receives payloads. direct reports whether it came on the pod's
@@ -236,7 +245,7 @@ func (b *Bus) reconcile(p int) {
 	sub, have := b.subs[p]
 	switch want := b.watch[p] > 0; {
 	case want && !have:
-		b.subs[p] = b.subscribe(b.PartitionChannel(p), false, b.stopped[p])
+		b.subs[p] = b.subscribe(b.PartitionChannel(p), p, b.stopped[p])
 		delete(b.stopped, p)
 	case !want && have:
 		sub.cancel()
@@ -246,8 +255,10 @@ func (b *Bus) reconcile(p int) {
 }
 
 // subscribe runs one Receive with its hand-off queue and delivery goroutine,
-// after prev (the channel's previous subscription, if any) has stopped.
-func (b *Bus) subscribe(channel string, direct bool, prev <-chan struct{}) *subscription {
+// after prev (the channel's previous subscription, if any) has stopped. p is
+// the channel's partition, or -1 for the pod's direct channel.
+func (b *Bus) subscribe(channel string, p int, prev <-chan struct{}) *subscription {
+	direct := p < 0
 	ctx, cancel := context.WithCancel(b.ctx)
 	s := &subscription{cancel: cancel, done: make(chan struct{})}
 	queue := make(chan []byte, b.opts.QueueSize)
@@ -277,6 +288,9 @@ func (b *Bus) subscribe(channel string, direct bool, prev <-chan struct{}) *subs
 			b.confirmedMu.Unlock()
 			if s.Kind == "ssubscribe" {
 				b.subscribed.Add(1)
+				if p >= 0 && b.opts.OnSubscribed != nil {
+					go b.opts.OnSubscribed(p)
+				}
 			}
 		})
 		defer func() {
@@ -293,6 +307,9 @@ func (b *Bus) subscribe(channel string, direct bool, prev <-chan struct{}) *subs
 				case queue <- []byte(m.Message):
 				default:
 					b.dropped.Add(1) // never block the Redis connection
+					if p >= 0 && b.opts.OnDrop != nil {
+						b.opts.OnDrop(p)
+					}
 				}
 			})
 			if ctx.Err() != nil {
@@ -332,7 +349,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	b.running, b.ctx = true, ctx
 	b.started.Store(time.Now().UnixNano())
 	b.lastCanary.Store(0)
-	direct := b.subscribe(b.DirectChannel(b.pod), true, nil)
+	direct := b.subscribe(b.DirectChannel(b.pod), -1, nil)
 	for p := range b.watch {
 		b.reconcile(p)
 	}

@@ -118,7 +118,7 @@ type Log[T any] struct {
 	bytes   atomic.Int64
 	evictMu sync.Mutex // one eviction pass at a time
 
-	holes, resets, regressions atomic.Uint64
+	holes, resets atomic.Uint64
 }
 
 type stripe[T any] struct {
@@ -194,9 +194,8 @@ type Stats struct {
 	Rooms int
 	Bytes int64
 	// Holes counts messages a follower could not get (its source no longer
-	// had them); Resets epoch changes a follower saw; Regressions positions
-	// that went back within an epoch (the source lost recent writes).
-	Holes, Resets, Regressions uint64
+	// had them); Resets epoch changes a follower saw.
+	Holes, Resets uint64
 }
 
 // Stats returns the log's figures.
@@ -208,7 +207,7 @@ func (l *Log[T]) Stats() Stats {
 		n += len(s.rooms)
 		s.mu.RUnlock()
 	}
-	return Stats{Rooms: n, Bytes: l.bytes.Load(), Holes: l.holes.Load(), Resets: l.resets.Load(), Regressions: l.regressions.Load()}
+	return Stats{Rooms: n, Bytes: l.bytes.Load(), Holes: l.holes.Load(), Resets: l.resets.Load()}
 }
 
 // Sweep drops messages older than TTL, and rooms idle past MetaTTL (leader)

@@ -138,9 +138,6 @@ func (l *Log[T]) Sync(name string, cur Position, entries []Entry[T], since *Posi
 		r.resetLocked(cur.Epoch)
 		fallthrough
 	default:
-		if cur.Offset < r.pos.Offset {
-			l.regressions.Add(1)
-		}
 		r.feedLocked(cur, entries)
 	}
 	gap = r.drainLocked()
@@ -257,4 +254,29 @@ func (l *Log[T]) each(fn func(r *room[T])) {
 			fn(r)
 		}
 	}
+}
+
+// Position returns room's position and whether it is known (a follower's
+// is not until its first Sync), and whether messages are held back after a
+// gap or a Sync is due.
+func (l *Log[T]) Position(name string) (pos Position, known, behind bool) {
+	r := l.get(name, false)
+	if r == nil {
+		return Position{}, false, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pos, r.known, len(r.pending) > 0 || r.stale.Load()
+}
+
+// Has reports whether the message at pos was delivered already (a follower
+// checks before it builds a message it would drop).
+func (l *Log[T]) Has(name string, pos Position) bool {
+	r := l.get(name, false)
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.known && r.pos.Epoch == pos.Epoch && pos.Offset <= r.pos.Offset
 }
