@@ -1,7 +1,6 @@
 package realtime
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"sync/atomic"
@@ -90,8 +89,9 @@ type historian interface {
 	// if that is known here; see history.Log.Join.
 	join(room string, since *Position, fn func(historyView)) bool
 	// joinLater finds it out (reading Redis, off the caller's goroutine) and
-	// then runs fn the same way, or fail if it cannot.
-	joinLater(room string, since *Position, fn func(historyView), fail func(error))
+	// then runs fn the same way; if it cannot, it runs fn with an empty view
+	// (no position: epoch "").
+	joinLater(room string, since *Position, fn func(historyView))
 }
 
 // memHistory is the history of a single pod: a leader log in memory.
@@ -113,7 +113,7 @@ func (m *memHistory) join(room string, since *Position, fn func(historyView)) bo
 	return m.log.Join(room, since, fn)
 }
 
-func (m *memHistory) joinLater(room string, since *Position, fn func(historyView), _ func(error)) {
+func (m *memHistory) joinLater(room string, since *Position, fn func(historyView)) {
 	m.log.Join(room, since, fn) // a leader always answers
 }
 
@@ -154,7 +154,5 @@ func parseSince(data json.RawMessage) (*Position, bool) {
 	return d.Since, true
 }
 
-// historyTimeout bounds what a join waits for Redis.
+// historyTimeout bounds a read of a room's history from Redis.
 const historyTimeout = 5 * time.Second
-
-var _ = context.Background

@@ -38,8 +38,6 @@ func (c *client) readChat() Message {
 	return c.readType(MessageTypeChat)
 }
 
-func asUser(u string) http.Header { return http.Header{"X-User": {u}} }
-
 func historyServer(t *testing.T, d door, cfg HandlerConfig) *testServer {
 	cfg.Authenticate = func(r *http.Request) (string, error) { return r.Header.Get("X-User"), nil }
 	cfg.RateLimit = -1
@@ -54,13 +52,13 @@ func TestRecoveryOnOnePod(t *testing.T) {
 	for _, d := range doors {
 		t.Run(string(d), func(t *testing.T) {
 			ts := historyServer(t, d, HandlerConfig{HistorySize: 10})
-			sender := dial(t, ts.url, asUser("s"))
+			sender := dial(t, ts.url, as("s"))
 			ack := sender.joinSince("r", nil)
 			assert.Zero(t, ack.Offset)
 			assert.Nil(t, ack.Recovered, "no since, no recovered")
 			epoch := ack.Epoch
 
-			reader := dial(t, ts.url, asUser("u"))
+			reader := dial(t, ts.url, as("u"))
 			reader.joinSince("r", nil)
 			for i := range 3 {
 				sender.send(map[string]any{"type": "chat", "room": "r", "data": i})
@@ -80,7 +78,7 @@ func TestRecoveryOnOnePod(t *testing.T) {
 			for range 7 {
 				sender.readChat()
 			}
-			back := dial(t, ts.url, asUser("u"))
+			back := dial(t, ts.url, as("u"))
 			ack = back.joinSince("r", &Position{Offset: last.Offset, Epoch: last.Epoch})
 			require.NotNil(t, ack.Recovered)
 			assert.True(t, *ack.Recovered)
@@ -92,11 +90,11 @@ func TestRecoveryOnOnePod(t *testing.T) {
 				assert.Equal(t, fmt.Sprint(i), string(m.Data))
 			}
 
-			other := dial(t, ts.url, asUser("v"))
+			other := dial(t, ts.url, as("v"))
 			ack = other.joinSince("r", &Position{Offset: 2, Epoch: "another"})
 			require.NotNil(t, ack.Recovered)
 			assert.False(t, *ack.Recovered, "another epoch")
-			ack = dial(t, ts.url, asUser("w")).joinSince("r", &Position{Offset: 9, Epoch: "x"})
+			ack = dial(t, ts.url, as("w")).joinSince("r", &Position{Offset: 9, Epoch: "x"})
 			assert.False(t, *ack.Recovered)
 			assert.Equal(t, uint64(9), ack.Offset)
 			assert.Equal(t, uint64(2), ts.handler.Stats().NotRecovered)
@@ -108,7 +106,7 @@ func TestRecoveryOnOnePod(t *testing.T) {
 // Past HistorySize, a position is too old to recover.
 func TestRecoveryTooOld(t *testing.T) {
 	ts := historyServer(t, httpDoor, HandlerConfig{HistorySize: 3})
-	s := dial(t, ts.url, asUser("s"))
+	s := dial(t, ts.url, as("s"))
 	epoch := s.joinSince("r", nil).Epoch
 	for i := range 5 {
 		s.send(map[string]any{"type": "chat", "room": "r", "data": i})
@@ -116,9 +114,9 @@ func TestRecoveryTooOld(t *testing.T) {
 	for range 5 {
 		s.readChat()
 	}
-	ack := dial(t, ts.url, asUser("u")).joinSince("r", &Position{Offset: 1, Epoch: epoch})
+	ack := dial(t, ts.url, as("u")).joinSince("r", &Position{Offset: 1, Epoch: epoch})
 	assert.False(t, *ack.Recovered, "offsets 2..5 asked, 3..5 kept")
-	c := dial(t, ts.url, asUser("v"))
+	c := dial(t, ts.url, as("v"))
 	ack = c.joinSince("r", &Position{Offset: 2, Epoch: epoch})
 	assert.True(t, *ack.Recovered)
 	for i := 3; i <= 5; i++ {
@@ -130,9 +128,9 @@ func TestRecoveryTooOld(t *testing.T) {
 // history off (no offsets, the join event is the acknowledgement).
 func TestHistoryEventsAndOff(t *testing.T) {
 	ts := historyServer(t, httpDoor, HandlerConfig{})
-	a := dial(t, ts.url, asUser("a"))
+	a := dial(t, ts.url, as("a"))
 	a.joinSince("r", nil)
-	b := dial(t, ts.url, asUser("b"))
+	b := dial(t, ts.url, as("b"))
 	b.joinSince("r", nil)
 	ev := a.readType(MessageTypeJoin)
 	assert.Zero(t, ev.Offset, "a join event is not kept")
@@ -141,7 +139,7 @@ func TestHistoryEventsAndOff(t *testing.T) {
 	assert.Equal(t, uint64(1), a.readChat().Offset)
 
 	off := historyServer(t, httpDoor, HandlerConfig{HistorySize: -1})
-	c := dial(t, off.url, asUser("c"))
+	c := dial(t, off.url, as("c"))
 	c.join("r")
 	c.send(map[string]any{"type": "chat", "room": "r", "data": 1})
 	m := c.readChat()
@@ -153,14 +151,14 @@ func TestHistoryEventsAndOff(t *testing.T) {
 // of the user's connections that joined, and is recovered like any.
 func TestUserRoom(t *testing.T) {
 	ts := historyServer(t, httpDoor, HandlerConfig{})
-	mallory := dial(t, ts.url, asUser("mallory"))
+	mallory := dial(t, ts.url, as("mallory"))
 	mallory.send(map[string]any{"type": "join", "room": UserRoom("alice")})
 	assert.Equal(t, ErrCodeForbidden, mallory.readError())
 	anon := dial(t, ts.url, nil)
 	anon.send(map[string]any{"type": "join", "room": "~"})
 	assert.Equal(t, ErrCodeBadRoom, anon.readError())
 
-	phone, laptop := dial(t, ts.url, asUser("alice")), dial(t, ts.url, asUser("alice"))
+	phone, laptop := dial(t, ts.url, as("alice")), dial(t, ts.url, as("alice"))
 	phone.joinSince(UserRoom("alice"), nil)
 	ack := laptop.joinSince(UserRoom("alice"), nil)
 	laptop.ws.Close()
@@ -168,7 +166,7 @@ func TestUserRoom(t *testing.T) {
 	require.NoError(t, ts.handler.Publish(t.Context(), msg))
 	m := phone.readType("notification")
 	assert.Equal(t, uint64(1), m.Offset)
-	back := dial(t, ts.url, asUser("alice"))
+	back := dial(t, ts.url, as("alice"))
 	ack = back.joinSince(UserRoom("alice"), &Position{Offset: ack.Offset, Epoch: ack.Epoch})
 	assert.True(t, *ack.Recovered)
 	assert.Equal(t, `"hi"`, string(back.readType("notification").Data))

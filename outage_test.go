@@ -18,40 +18,55 @@ import (
 // Regression (issue 9, defect 1): a stalled Redis does not freeze the pod.
 // Publishing used to run on the socket workers and wait up to 5 s per
 // message, so with Redis stopped a sender's next messages, other clients'
-// pings and new connections all waited for those time-outs. Now local
-// delivery, pings, joins and new connections go on while the publishes wait
-// in the pipeline, and each message that could not reach Redis is answered
-// with publish_failed. (Each step below is checked to happen before any
-// publish failed: before the first time-out.)
+// pings and new connections all waited for those time-outs. Now pings,
+// joins and new connections go on while the publishes wait in the
+// pipeline, and each message that could not reach Redis is answered with
+// publish_failed. (Each step below is checked to happen before any publish
+// failed: before the first time-out.) Local delivery goes on for rooms
+// without history; a room that keeps history (the default) delivers a
+// message, on every pod, only once Redis gave it its offset, so that no pod
+// delivers what the others never get (issue 10).
 func TestRedisStallLeavesPodResponsive(t *testing.T) {
-	srv := redistest.Start(t)
-	a := startPodWith(t, "a", redistest.Client(t, srv.Addr), HandlerConfig{PublishTimeout: 2 * time.Second})
-	a1, a2 := dial(t, a.url, as("a1")), dial(t, a.url, as("a2"))
-	a1.join("r")
-	a2.join("r")
-	a1.readType(MessageTypeJoin) // a2's join event
-	waitListening(t, "r", a)
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprint("history=", keep), func(t *testing.T) {
+			var opts []BroadcasterOption
+			if !keep {
+				opts = append(opts, WithHistory(-1, 0))
+			}
+			srv := redistest.Start(t)
+			a := startPodWith(t, "a", redistest.Client(t, srv.Addr), HandlerConfig{PublishTimeout: 2 * time.Second}, opts...)
+			a1, a2 := dial(t, a.url, as("a1")), dial(t, a.url, as("a2"))
+			a1.join("r")
+			a2.join("r")
+			a1.readType(MessageTypeJoin) // a2's join event
+			waitListening(t, "r", a)
 
-	srv.Stop()
-	defer srv.Continue()
-	const n = 20
-	for i := range n {
-		a1.send(map[string]any{"type": "chat", "room": "r", "data": i})
-	}
-	for i := range n {
-		assert.Equal(t, fmt.Sprint(i), string(a2.readType(MessageTypeChat).Data), "local delivery goes on")
-	}
-	late := dial(t, a.url, as("late")) // a new connection is answered
-	late.join("elsewhere")
-	late.send(map[string]string{"type": "ping"})
-	late.readType(MessageTypePong)
-	assert.Zero(t, a.h.Stats().PublishErrors, "all of the above happened before the first publish timed out")
+			srv.Stop()
+			defer srv.Continue()
+			const n = 20
+			for i := range n {
+				a1.send(map[string]any{"type": "chat", "room": "r", "data": i})
+			}
+			if !keep {
+				for i := range n {
+					assert.Equal(t, fmt.Sprint(i), string(a2.readType(MessageTypeChat).Data), "local delivery goes on")
+				}
+			}
+			late := dial(t, a.url, as("late")) // a new connection is answered
+			late.join("elsewhere")
+			late.send(map[string]string{"type": "ping"})
+			late.readType(MessageTypePong)
+			a2.send(map[string]string{"type": "ping"})
+			a2.readType(MessageTypePong) // with history, a2 got no chat meanwhile
+			assert.Zero(t, a.h.Stats().PublishErrors, "all of the above happened before the first publish timed out")
 
-	for range n { // every message that did not reach Redis is reported
-		assert.Equal(t, ErrCodePublishFailed, a1.readError())
+			for range n { // every message that did not reach Redis is reported
+				assert.Equal(t, ErrCodePublishFailed, a1.readError())
+			}
+			srv.Continue()
+			require.Eventually(t, func() bool { return a.rb.Ready() == nil }, 10*time.Second, 20*time.Millisecond)
+		})
 	}
-	srv.Continue()
-	require.Eventually(t, func() bool { return a.rb.Ready() == nil }, 10*time.Second, 20*time.Millisecond)
 }
 
 // A full pipeline answers publish_failed at once, without waiting for Redis.

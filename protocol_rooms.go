@@ -42,10 +42,7 @@ func (h *Handler) join(c *conn, room string, data json.RawMessage) {
 	if h.hist.join(room, since, admit) {
 		return
 	}
-	h.hist.joinLater(room, since, admit, func(err error) {
-		h.logger.Warn("realtime: join: room history", "room", room, "err", err)
-		h.sendError(c, ErrCodeUnavailable, "the room's history could not be read; join again")
-	})
+	h.hist.joinLater(room, since, admit)
 }
 
 // addMember adds c to room, unless c was torn down meanwhile (a hook ran

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/realtimehub/realtime/broadcast"
+	"github.com/realtimehub/realtime/history"
 )
 
 // RedisBroadcaster is the Broadcaster over Redis sharded pub/sub (package
@@ -40,6 +41,7 @@ type RedisBroadcaster struct {
 	dir      Directory // the hub's, or nil: then no presence rebuild
 	bus      *broadcast.Bus
 	presence *broadcast.Presence
+	hist     *redisHistory // room history, or nil when off
 	pod      string
 	logger   *slog.Logger
 
@@ -47,6 +49,7 @@ type RedisBroadcaster struct {
 	watched map[string]struct{} // rooms whose partition is watched for them
 
 	delivered, skipped, decodeErrors atomic.Uint64
+	dropResync                       []atomic.Bool // per partition: a resync after a drop is due
 }
 
 var (
@@ -56,41 +59,6 @@ var (
 	_ Relayer          = (*RedisBroadcaster)(nil)
 	_ Roster           = (*RedisBroadcaster)(nil)
 )
-
-// BroadcasterOption configures a RedisBroadcaster.
-//
-// Options are applied once, by NewRedisBroadcaster, before the broadcaster is
-// used.
-type BroadcasterOption func(*broadcasterOptions)
-
-type broadcasterOptions struct {
-	pod         string
-	bus         broadcast.Options
-	presenceTTL time.Duration
-}
-
-// WithPresenceTTL sets how long the presence entries of a pod that died keep
-// counting (default 30 s); a live pod renews them every third of it.
-func WithPresenceTTL(d time.Duration) BroadcasterOption {
-	return func(o *broadcasterOptions) { o.presenceTTL = d }
-}
-
-// WithPodID sets the pod's ID (letters, digits, '-', '_'), which prefixes its
-// connection and message IDs. A Handler using this broadcaster adopts it when
-// its own PodID is empty. Default: 8 random hex digits.
-func WithPodID(id string) BroadcasterOption { return func(o *broadcasterOptions) { o.pod = id } }
-
-// WithPartitions sets how many partitions rooms are spread over (default
-// 64). Every pod of a deployment must use the same number.
-func WithPartitions(n int) BroadcasterOption {
-	return func(o *broadcasterOptions) { o.bus.Partitions = n }
-}
-
-// WithChannelPrefix sets the prefix of every Redis channel (default "rt"), so
-// that several deployments can share a Redis.
-func WithChannelPrefix(p string) BroadcasterOption {
-	return func(o *broadcasterOptions) { o.bus.Prefix = p }
-}
 
 // NewRedisBroadcaster returns a broadcaster that links hub to the other pods
 // through client, which may be a single Redis or a Redis Cluster (sharded
@@ -109,12 +77,19 @@ func NewRedisBroadcaster(client rueidis.Client, hub Hub, logger *slog.Logger, op
 	}
 	o.bus.Logger = logger
 	b := &RedisBroadcaster{hub: hub, pod: o.pod, logger: logger, watched: map[string]struct{}{}}
+	rw, watcher := hub.(RoomWatcher)
+	if !o.noHistory && watcher { // a pod's log follows the rooms its hub says it has
+		b.hist = newRedisHistory(b, o.history)
+		o.bus.OnSubscribed = b.hist.resyncPartition
+		o.bus.OnDrop = b.dropped
+	}
 	b.frames, _ = hub.(FrameHub)
 	b.dir, _ = hub.(Directory)
 	b.bus = broadcast.New(client, o.pod, o.bus, b.receive)
+	b.dropResync = make([]atomic.Bool, b.bus.Partitions())
 	b.presence = broadcast.NewPresence(client, o.bus.Prefix, o.pod, o.presenceTTL, logger, b.snapshot)
 	b.bus.Watch("") // room "": broadcasts to everyone reach every pod
-	if rw, ok := hub.(RoomWatcher); ok {
+	if watcher {
 		rw.WatchRooms(b.roomChanged)
 	} else {
 		b.bus.WatchAll()
@@ -131,11 +106,40 @@ func (b *RedisBroadcaster) roomChanged(room string, active bool) {
 	switch {
 	case active && !have:
 		b.watched[room] = struct{}{}
-		b.bus.Watch(room)
+		if b.hist != nil {
+			b.hist.ref(room, +1)
+		} else {
+			b.bus.Watch(room)
+		}
 	case !active && have:
 		delete(b.watched, room)
-		b.bus.Unwatch(room)
+		if b.hist != nil {
+			b.hist.ref(room, -1)
+		} else {
+			b.bus.Unwatch(room)
+		}
 	}
+}
+
+// roomHistory returns the broadcaster's room history, or nil when it keeps
+// none; a Handler using the broadcaster uses it.
+func (b *RedisBroadcaster) roomHistory() historian {
+	if b.hist == nil {
+		return nil
+	}
+	return b.hist
+}
+
+// dropped is told that a payload of partition p was lost to a full queue:
+// the partition's rooms are read again from Redis, once per burst of drops.
+func (b *RedisBroadcaster) dropped(p int) {
+	if b.dropResync[p].Swap(true) {
+		return
+	}
+	time.AfterFunc(50*time.Millisecond, func() {
+		b.dropResync[p].Store(false)
+		b.hist.resyncPartition(p)
+	})
 }
 
 // PodID returns the pod's ID.
@@ -161,8 +165,36 @@ func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
 	if msg.To != "" {
 		return b.publishDirect(ctx, msg.To, f)
 	}
+	if b.hist != nil && b.hist.keeps(msg) {
+		var errs [1]error
+		b.appendHistory(ctx, []*Frame{f}, []int{0}, errs[:])
+		return errs[0]
+	}
 	b.deliverRoom(msg.Room, f)
 	return b.bus.Publish(ctx, msg.Room, b.envelope(msg.Room, f))
+}
+
+// appendHistory appends frames[idx[k]] to their rooms' histories in Redis,
+// which publishes them, and hands each that got its place to this pod's log
+// (which delivers it here, in order); errs[idx[k]] is set for each that
+// failed.
+func (b *RedisBroadcaster) appendHistory(ctx context.Context, frames []*Frame, idx []int, errs []error) {
+	items := make([]broadcast.AppendItem, len(idx))
+	for k, i := range idx {
+		room := frames[i].Message().Room
+		items[k] = broadcast.AppendItem{Key: room, Head: b.envelope(room, nil), Payload: frames[i].Payload()}
+	}
+	out := make([]broadcast.Appended, len(items))
+	b.bus.Append(ctx, b.hist.opts, items, out, history.NewEpoch)
+	for k, i := range idx {
+		if out[k].Err != nil {
+			errs[i] = out[k].Err
+			continue
+		}
+		room := items[k].Key
+		b.hist.accept(room, Position{Offset: out[k].Offset, Epoch: out[k].Epoch},
+			positionedFrame(frames[i], room, out[k].Offset, out[k].Epoch))
+	}
 }
 
 // publishDirect delivers f to the connection to: here if this pod owns it,
@@ -194,10 +226,14 @@ func noSuchPod(err error, to string) error {
 func (b *RedisBroadcaster) Relay(ctx context.Context, frames []*Frame, errs []error) {
 	items := make([]broadcast.Item, 0, len(frames))
 	idx := make([]int, 0, len(frames)) // items[k] is frames[idx[k]]
+	var kept []int                     // frames for history
 	for i, f := range frames {
 		errs[i] = nil
 		m := f.Message()
 		switch target := podOf(m.To); {
+		case b.hist != nil && b.hist.keeps(m):
+			kept = append(kept, i)
+			continue
 		case m.To == "":
 			items = append(items, broadcast.Item{Key: m.Room, Payload: b.envelope(m.Room, f)})
 		case target == b.pod || target == "":
@@ -209,6 +245,9 @@ func (b *RedisBroadcaster) Relay(ctx context.Context, frames []*Frame, errs []er
 			items = append(items, broadcast.Item{Pod: target, Payload: b.envelope(m.To, f)})
 		}
 		idx = append(idx, i)
+	}
+	if len(kept) > 0 {
+		b.appendHistory(ctx, frames, kept, errs)
 	}
 	if len(items) == 0 {
 		return
@@ -223,9 +262,14 @@ func (b *RedisBroadcaster) Relay(ctx context.Context, frames []*Frame, errs []er
 // envelope is "<origin pod>\n<key>\n<message JSON>", where key is the room
 // (or, for a direct message, the target connection). The key stands outside
 // the JSON so that a pod can drop an envelope for a room it has no member in
-// without looking at the JSON: a partition carries many rooms.
+// without looking at the JSON: a partition carries many rooms. A message
+// kept in history has "<offset> <epoch>\n" before its JSON (the Redis script
+// writes it). With f nil, envelope returns the head alone.
 func (b *RedisBroadcaster) envelope(key string, f *Frame) []byte {
-	data := f.Payload()
+	var data []byte
+	if f != nil {
+		data = f.Payload()
+	}
 	env := make([]byte, 0, len(b.pod)+len(key)+2+len(data))
 	env = append(env, b.pod...)
 	env = append(env, '\n')
@@ -243,12 +287,20 @@ func (b *RedisBroadcaster) receive(direct bool, env []byte) {
 		b.decodeErrors.Add(1)
 		return
 	}
-	if string(origin) == b.pod {
+	positioned := len(data) > 0 && data[0] >= '0' && data[0] <= '9'
+	if string(origin) == b.pod && !positioned {
 		return // delivered locally when it was published
 	}
 	if !direct && len(key) > 0 && b.hub.RoomCount(string(key)) == 0 {
 		b.skipped.Add(1) // a room of this partition with no member here
 		return
+	}
+	if positioned {
+		if b.hist != nil {
+			b.hist.receive(string(key), data)
+			return
+		}
+		_, data, _ = bytes.Cut(data, []byte{'\n'}) // kept by pods with history; delivered plain here
 	}
 	f, err := NewFrameJSON(data)
 	if err != nil {
@@ -291,6 +343,9 @@ func (b *RedisBroadcaster) deliverTo(id string, f *Frame) bool {
 func (b *RedisBroadcaster) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { b.presence.Run(ctx) })
+	if b.hist != nil {
+		wg.Go(func() { b.hist.run(ctx) })
+	}
 	err := b.bus.Run(ctx)
 	wg.Wait()
 	return err
@@ -351,34 +406,6 @@ func (b *RedisBroadcaster) Listening(room string) bool { return b.bus.Listening(
 // Ready returns nil if the pub/sub link really delivers: a canary this pod
 // sent itself through Redis came back recently. It is what /readyz reports.
 func (b *RedisBroadcaster) Ready() error { return b.bus.Ready() }
-
-// BroadcasterStats are cumulative counters of a RedisBroadcaster.
-//
-// It is a plain value: a copy taken when Stats was called.
-type BroadcasterStats struct {
-	// Published and PublishErrors count envelopes sent to Redis or refused.
-	Published, PublishErrors uint64
-	// Received counts envelopes taken from Redis (own ones included);
-	// Delivered those handed to the hub; Skipped those for a room with no
-	// member on this pod (partitions carry many rooms); Dropped those lost
-	// because the hand-off queue was full; DecodeErrors those unreadable.
-	Received, Delivered, Skipped, Dropped, DecodeErrors uint64
-	// Subscriptions counts subscriptions Redis confirmed, including
-	// resubscriptions after a reconnect; Partitions is how many partitions
-	// the pod listens to now.
-	Subscriptions uint64
-	Partitions    int
-}
-
-// Stats returns the broadcaster's counters.
-func (b *RedisBroadcaster) Stats() BroadcasterStats {
-	s := b.bus.Stats()
-	return BroadcasterStats{
-		Published: s.Published, PublishErrors: s.PublishErrors,
-		Received: s.Received, Delivered: b.delivered.Load(), Skipped: b.skipped.Load(), Dropped: s.Dropped, DecodeErrors: b.decodeErrors.Load(),
-		Subscriptions: s.Subscriptions, Partitions: s.Partitions,
-	}
-}
 
 // podOf returns the pod prefix of a connection ID ("<pod>.<n>").
 func podOf(connID string) string {

@@ -165,14 +165,25 @@ func TestCrossPodCluster(t *testing.T) {
 	crossPodRooms(t, func(i int) rueidis.Client { return redistest.Client(t, addrs[i%len(addrs)]) }, 3)
 }
 
-// Redis killed mid-stream: local delivery goes on, publishes fail with an
-// error to the sender, Ready turns false; when Redis is back, cross-pod
-// delivery resumes by itself and Ready is nil again. Nothing leaks.
+// Redis killed mid-stream: publishes fail with an error to the sender,
+// Ready turns false; without history local delivery goes on, with history
+// (the default) nobody gets a message Redis did not take; when Redis is
+// back, cross-pod delivery resumes by itself and Ready is nil again.
+// Nothing leaks.
 func TestRedisOutage(t *testing.T) {
+	t.Run("history=false", func(t *testing.T) { redisOutage(t, false) })
+	t.Run("history=true", func(t *testing.T) { redisOutage(t, true) })
+}
+
+func redisOutage(t *testing.T, keep bool) {
 	before := runtime.NumGoroutine()
 	srv := redistest.Start(t)
-	a := startPod(t, "a", redistest.Client(t, srv.Addr))
-	b := startPod(t, "b", redistest.Client(t, srv.Addr))
+	var opts []BroadcasterOption
+	if !keep {
+		opts = append(opts, WithHistory(-1, 0))
+	}
+	a := startPod(t, "a", redistest.Client(t, srv.Addr), opts...)
+	b := startPod(t, "b", redistest.Client(t, srv.Addr), opts...)
 	a1, a2 := dial(t, a.url, as("a1")), dial(t, a.url, as("a2"))
 	b1 := dial(t, b.url, as("b1"))
 	for _, c := range []*client{a1, a2, b1} {
@@ -188,7 +199,9 @@ func TestRedisOutage(t *testing.T) {
 	require.Eventually(t, func() bool { return a.rb.Ready() != nil && b.rb.Ready() != nil }, 10*time.Second, 50*time.Millisecond,
 		"Ready reports the broken link")
 	a1.send(map[string]any{"type": "chat", "room": "r", "data": "during"})
-	assert.Equal(t, `"during"`, string(a2.readType(MessageTypeChat).Data), "local delivery goes on")
+	if !keep {
+		assert.Equal(t, `"during"`, string(a2.readType(MessageTypeChat).Data), "local delivery goes on")
+	}
 	assert.Equal(t, ErrCodePublishFailed, a1.readError(), "the sender hears the publish failed")
 	assert.GreaterOrEqual(t, a.rb.Stats().PublishErrors, uint64(1))
 	assert.GreaterOrEqual(t, a.h.Stats().PublishErrors, uint64(1))
@@ -221,6 +234,15 @@ func TestRedisOutage(t *testing.T) {
 			break
 		}
 		require.NotEqual(t, `"during"`, string(m.Data), "what could not be published never arrives late")
+	}
+	if keep {
+		for { // a2 missed nothing and got no "during"
+			m := a2.readType(MessageTypeChat)
+			require.NotEqual(t, `"during"`, string(m.Data))
+			if string(m.Data) == `"after"` {
+				break
+			}
+		}
 	}
 	assert.GreaterOrEqual(t, b.rb.Stats().Subscriptions, uint64(4), "resubscribed after the restart")
 

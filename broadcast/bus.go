@@ -142,6 +142,9 @@ func New(client rueidis.Client, pod string, opts Options, handle Handler) *Bus {
 	}
 }
 
+// Partitions returns how many partitions keys are spread over.
+func (b *Bus) Partitions() int { return b.opts.Partitions }
+
 // Partition returns the partition of key.
 func (b *Bus) Partition(key string) int {
 	return int(xxhash.Sum64String(key) % uint64(b.opts.Partitions))

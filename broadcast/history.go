@@ -115,8 +115,8 @@ func (b *Bus) run(ctx context.Context, s script, keys, args [][]string) []rueidi
 	return res
 }
 
-// historyKeys returns key's stream and position keys.
-func (b *Bus) historyKeys(key string) []string {
+// HistoryKeys returns key's stream and position keys.
+func (b *Bus) HistoryKeys(key string) []string {
 	tag := b.opts.Prefix + ".{p" + strconv.Itoa(b.Partition(key)) + "}"
 	return []string{tag + ".h." + key, tag + ".m." + key}
 }
@@ -147,7 +147,7 @@ func (b *Bus) Append(ctx context.Context, o HistoryOptions, items []AppendItem, 
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	size, ttl, meta := strconv.Itoa(o.Size), strconv.FormatInt(o.TTL.Milliseconds(), 10), strconv.FormatInt(int64(o.MetaTTL.Seconds()), 10)
 	for i, it := range items {
-		keys[i] = b.historyKeys(it.Key)
+		keys[i] = b.HistoryKeys(it.Key)
 		args[i] = []string{b.PartitionChannel(b.Partition(it.Key)), string(it.Head), string(it.Payload), size, ttl, meta, newEpoch(), now}
 	}
 	for i, r := range b.run(ctx, appendLua, keys, args) {
@@ -186,7 +186,7 @@ type StreamEntry struct {
 // stream still has (entries older than o.TTL left out), read at once.
 // A key with no position gets one (offset 0, epoch newEpoch).
 func (b *Bus) Fetch(ctx context.Context, o HistoryOptions, key string, after uint64, newEpoch string) (off uint64, epoch string, entries []StreamEntry, err error) {
-	keys := [][]string{b.historyKeys(key)}
+	keys := [][]string{b.HistoryKeys(key)}
 	args := [][]string{{strconv.FormatUint(after, 10), newEpoch, strconv.FormatInt(int64(o.MetaTTL.Seconds()), 10)}}
 	vals, err := b.run(ctx, fetchLua, keys, args)[0].ToArray()
 	if err == nil && len(vals) != 3 {

@@ -118,7 +118,7 @@ type Log[T any] struct {
 	bytes   atomic.Int64
 	evictMu sync.Mutex // one eviction pass at a time
 
-	holes, resets atomic.Uint64
+	holes, resets, repaired atomic.Uint64
 }
 
 type stripe[T any] struct {
@@ -194,8 +194,9 @@ type Stats struct {
 	Rooms int
 	Bytes int64
 	// Holes counts messages a follower could not get (its source no longer
-	// had them); Resets epoch changes a follower saw.
-	Holes, Resets uint64
+	// had them); Resets epoch changes a follower saw; Repaired messages a
+	// follower delivered from a Sync (it had missed them).
+	Holes, Resets, Repaired uint64
 }
 
 // Stats returns the log's figures.
@@ -207,7 +208,7 @@ func (l *Log[T]) Stats() Stats {
 		n += len(s.rooms)
 		s.mu.RUnlock()
 	}
-	return Stats{Rooms: n, Bytes: l.bytes.Load(), Holes: l.holes.Load(), Resets: l.resets.Load()}
+	return Stats{Rooms: n, Bytes: l.bytes.Load(), Holes: l.holes.Load(), Resets: l.resets.Load(), Repaired: l.repaired.Load()}
 }
 
 // Sweep drops messages older than TTL, and rooms idle past MetaTTL (leader)

@@ -81,6 +81,16 @@ func (l *Log[T]) Serve(name string, on bool) (needSync bool) {
 // since is not covered, and the caller then fetches from the source and
 // calls Sync.
 func (l *Log[T]) Join(name string, since *Position, fn func(View[T])) bool {
+	return l.join(name, since, fn, false)
+}
+
+// JoinKnown is Join for a follower that cannot ask its source: it answers
+// whenever the room's position is known, recovered or not.
+func (l *Log[T]) JoinKnown(name string, since *Position, fn func(View[T])) bool {
+	return l.join(name, since, fn, true)
+}
+
+func (l *Log[T]) join(name string, since *Position, fn func(View[T]), known bool) bool {
 	for {
 		r := l.get(name, l.leader)
 		if r == nil {
@@ -99,7 +109,7 @@ func (l *Log[T]) Join(name string, since *Position, fn func(View[T])) bool {
 			return false
 		}
 		v := r.viewLocked(since, nil)
-		if !l.leader && since != nil && !v.Recovered {
+		if !l.leader && !known && since != nil && !v.Recovered {
 			r.mu.Unlock()
 			return false
 		}
@@ -160,6 +170,7 @@ func (r *room[T]) feedLocked(cur Position, entries []Entry[T]) {
 			r.holeLocked(e.Offset - 1)
 		}
 		r.deliverLocked(e)
+		r.log.repaired.Add(1)
 	}
 	if cur.Offset > r.pos.Offset {
 		if _, ok := r.pending[r.pos.Offset+1]; !ok {
