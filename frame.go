@@ -101,23 +101,28 @@ func newTextFrame(msg *Message, payload []byte) *Frame {
 	return f
 }
 
-// positionedJSON returns payload, a JSON object, with "offset" and "epoch"
-// members first: how a message gets its place in history without being
-// encoded again (the Redis script splices the same way).
-func positionedJSON(payload []byte, off uint64, epoch string) []byte {
-	b := make([]byte, 0, len(payload)+len(epoch)+32)
-	b = append(b, `{"offset":`...)
-	b = strconv.AppendUint(b, off, 10)
-	b = append(b, `,"epoch":"`...)
-	b = append(b, epoch...)
-	b = append(b, `",`...)
-	return append(b, payload[1:]...)
+// newPositionedFrame wraps payload, a JSON object, with "offset" and
+// "epoch" members spliced in first, in one allocation: how a message gets
+// its place in history without being encoded again. payload is copied.
+func newPositionedFrame(payload []byte, room string, off uint64, epoch string) *Frame {
+	var pre [48]byte
+	prefix := append(pre[:0], `{"offset":`...)
+	prefix = strconv.AppendUint(prefix, off, 10)
+	prefix = append(prefix, `,"epoch":"`...)
+	n := len(prefix) + len(epoch) + 2 + len(payload) - 1
+	hdr := wsframe.HeaderLen(n)
+	wire := make([]byte, hdr+n)
+	wsframe.PutHeader(wire, wsframe.OpText, n)
+	w := copy(wire[hdr:], prefix)
+	w += copy(wire[hdr+w:], epoch)
+	w += copy(wire[hdr+w:], `",`)
+	copy(wire[hdr+w:], payload[1:])
+	return &Frame{wire: wire, hdr: hdr, room: room, off: off}
 }
 
 // positionedFrame is f's message at its place in room's history.
 func positionedFrame(f *Frame, room string, off uint64, epoch string) *Frame {
-	p := newTextFrame(nil, positionedJSON(f.Payload(), off, epoch))
-	p.room, p.off = room, off
+	p := newPositionedFrame(f.Payload(), room, off, epoch)
 	if f.msg != nil {
 		m := *f.msg
 		m.Offset, m.Epoch = off, epoch

@@ -274,48 +274,91 @@ func (x *redisHistory) fetch(room string, after uint64, timeout time.Duration) (
 	}
 	entries := make([]history.Entry[*Frame], 0, len(raw))
 	for _, e := range raw {
-		f, err := NewFrameJSON(e.Data)
-		if err != nil {
+		if !validObject(e.Data) {
 			x.b.decodeErrors.Add(1)
 			continue
 		}
-		f.room, f.off = room, e.Offset
+		f := newPositionedFrame(e.Data, room, e.Offset, epoch)
 		entries = append(entries, history.Entry[*Frame]{Offset: e.Offset, At: e.At, Size: len(f.wire), Value: f})
 	}
 	return Position{Offset: off, Epoch: epoch}, entries, nil
 }
 
-// accept hands the log a message with its place in room's history.
+// accept hands the log a message with its place in room's history. A gap
+// it opens is read from Redis if it is still open a moment later (the
+// missing message is usually on its way by the other path: an append's
+// reply and the pub/sub copy race).
 func (x *redisHistory) accept(room string, pos Position, f *Frame) {
 	if x.log.Accept(room, pos, f, len(f.wire)) {
-		x.scheduleSync(room)
+		time.AfterFunc(gapWait, func() {
+			if _, _, behind := x.log.Position(room); behind {
+				x.scheduleSync(room)
+			}
+		})
 	}
 }
 
-// receive takes an envelope's positioned payload ("<offset> <epoch>\n" then
-// the JSON): dropped if delivered already (a pod's own message comes back
-// after its append delivered it), else handed to the log.
+// gapWait is how long a gap may close by itself before it is repaired.
+const gapWait = 20 * time.Millisecond
+
+// validObject reports whether b is a JSON object (what the history splices
+// offsets into).
+func validObject(b []byte) bool { return len(b) > 1 && b[0] == '{' && json.Valid(b) }
+
+// receive takes an envelope's positioned payloads: "<offset> <epoch>\n"
+// then the JSON, or "<first> <epoch> <n>\n" then n × "<length>\n<JSON>".
+// Each is dropped if delivered already (a pod's own messages come back after
+// its append delivered them), else handed to the log.
 func (x *redisHistory) receive(room string, rest []byte) {
-	line, data, ok := bytes.Cut(rest, []byte{'\n'})
-	offText, epoch, ok2 := bytes.Cut(line, []byte{' '})
-	off, err := strconv.ParseUint(string(offText), 10, 64)
-	if !ok || !ok2 || err != nil {
+	line, body, ok := bytes.Cut(rest, []byte{'\n'})
+	fields := bytes.Fields(line)
+	if !ok || len(fields) < 2 || len(fields) > 3 {
 		x.b.decodeErrors.Add(1)
 		return
 	}
-	pos := Position{Offset: off, Epoch: string(epoch)}
-	if x.log.Has(room, pos) {
-		x.duplicates.Add(1)
-		return
+	off, err := strconv.ParseUint(string(fields[0]), 10, 64)
+	n := uint64(1)
+	if err == nil && len(fields) == 3 {
+		n, err = strconv.ParseUint(string(fields[2]), 10, 64)
 	}
-	f, err := NewFrameJSON(data)
 	if err != nil {
 		x.b.decodeErrors.Add(1)
 		return
 	}
-	f.room, f.off = room, off
+	epoch := string(fields[1])
+	for k := range n {
+		data := body
+		if len(fields) == 3 {
+			if data, body, ok = cutLength(body); !ok {
+				x.b.decodeErrors.Add(1)
+				return
+			}
+		}
+		x.receiveOne(room, Position{Offset: off + k, Epoch: epoch}, data)
+	}
+}
+
+// cutLength splits "<length>\n<payload>…" into the payload and the rest.
+func cutLength(b []byte) (data, rest []byte, ok bool) {
+	num, after, ok := bytes.Cut(b, []byte{'\n'})
+	n, err := strconv.Atoi(string(num))
+	if !ok || err != nil || n < 0 || n > len(after) {
+		return nil, nil, false
+	}
+	return after[:n], after[n:], true
+}
+
+func (x *redisHistory) receiveOne(room string, pos Position, data []byte) {
+	if x.log.Has(room, pos) {
+		x.duplicates.Add(1)
+		return
+	}
+	if !validObject(data) {
+		x.b.decodeErrors.Add(1)
+		return
+	}
 	x.b.delivered.Add(1)
-	x.accept(room, pos, f)
+	x.accept(room, pos, newPositionedFrame(data, room, pos.Offset, pos.Epoch))
 }
 
 // hole tells room's members on this pod that messages from..to could not be

@@ -25,9 +25,13 @@ import (
 // SPUBLISHes the envelope, in that order; so pods receive a key's payloads
 // in offset order, and a payload is in the stream before any pod gets it.
 //
-// Payloads are JSON objects: the script splices `"offset":N,"epoch":"E",`
-// in front of the object's first member, and the envelope sent is
-// head + "<offset> <epoch>\n" + the spliced payload.
+// The envelope sent is head + "<offset> <epoch>\n" + the payload, or for
+// several payloads of one key appended at once, head + "<first offset>
+// <epoch> <n>\n" and then each payload as "<length>\n<payload>". The
+// stream keeps the payloads as they were given, one entry per append of a
+// key. Streams are trimmed to about
+// Size (MAXLEN ~: whole nodes of entries, so between Size and twice that),
+// which costs Redis a fraction of an exact trim.
 
 // HistoryOptions bounds each key's stream.
 //
@@ -42,20 +46,50 @@ type HistoryOptions struct {
 	MetaTTL time.Duration
 }
 
+// appendScript appends payloads to the histories of the rooms KEYS names
+// as (stream, position) pairs, all of one partition, and publishes each:
+// after six common arguments, ARGV holds for each room its envelope head,
+// its count n and its n payloads. It returns each room's first offset and
+// epoch: a room's position is read and renewed once per call.
 const appendScript = `
-local off = redis.call('hincrby', KEYS[2], 'o', 1)
-local ep = redis.call('hget', KEYS[2], 'e')
-if not ep then
-  ep = ARGV[7]
-  redis.call('del', KEYS[1])
-  redis.call('hset', KEYS[2], 'e', ep)
+local ch, size, ttl, metattl, now, newep = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local out = {}
+local a = 7
+for i = 1, #KEYS / 2 do
+  local s, m = KEYS[2 * i - 1], KEYS[2 * i]
+  local head, n = ARGV[a], tonumber(ARGV[a + 1])
+  local last = redis.call('hincrby', m, 'o', n)
+  local ep = redis.call('hget', m, 'e')
+  if not ep then
+    ep = newep
+    redis.call('del', s)
+    redis.call('hset', m, 'e', ep)
+  end
+  redis.call('expire', m, metattl)
+  local first = last - n + 1
+  local entry = {'xadd', s, 'MAXLEN', '~', size, '0-' .. first, 't', now}
+  if n == 1 then
+    local data = ARGV[a + 2]
+    entry[9], entry[10] = 'd', data
+    redis.call('spublish', ch, head .. first .. ' ' .. ep .. '\n' .. data)
+  else
+    local env = {head, first, ' ', ep, ' ', n, '\n'}
+    for k = 0, n - 1 do
+      local data = ARGV[a + 2 + k]
+      entry[#entry + 1] = 'd'
+      entry[#entry + 1] = data
+      env[#env + 1] = #data
+      env[#env + 1] = '\n'
+      env[#env + 1] = data
+    end
+    redis.call('spublish', ch, table.concat(env))
+  end
+  redis.call(unpack(entry))
+  redis.call('pexpire', s, ttl)
+  out[i] = {first, ep}
+  a = a + 2 + n
 end
-redis.call('expire', KEYS[2], ARGV[6])
-local body = '{"offset":' .. off .. ',"epoch":"' .. ep .. '",' .. string.sub(ARGV[3], 2)
-redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[4], '0-' .. off, 't', ARGV[8], 'd', body)
-redis.call('pexpire', KEYS[1], ARGV[5])
-redis.call('spublish', ARGV[1], ARGV[2] .. off .. ' ' .. ep .. '\n' .. body)
-return {off, ep}
+return out
 `
 
 const fetchScript = `
@@ -70,7 +104,7 @@ end
 redis.call('expire', KEYS[2], ARGV[3])
 local entries = {}
 if tonumber(ARGV[1]) < tonumber(o) then
-  entries = redis.call('xrange', KEYS[1], '0-' .. (tonumber(ARGV[1]) + 1), '+')
+  entries = redis.call('xrange', KEYS[1], '0-' .. math.max(1, tonumber(ARGV[1]) + 1 - tonumber(ARGV[4])), '+')
 end
 return {o, ep, entries}
 `
@@ -138,42 +172,96 @@ type Appended struct {
 	Err    error
 }
 
-// Append adds each item to its key's history and publishes it, in one
-// pipelined round trip (per Redis node), in order; see the History notes.
-// newEpoch is used for a key that has no epoch yet.
+// MaxAppendBatch is the most items one Append may carry for one key (a
+// stream entry holds one append's payloads of a key; Fetch reads back that
+// far to find the entry an offset is in).
+const MaxAppendBatch = 128
+
+// Append adds each item to its key's history and publishes it, in order,
+// in one pipelined round trip (per Redis node): one script call per
+// partition the items fall in, which takes each key's position once for
+// all of its items; see the History notes. newEpoch is used for a key that
+// has no epoch yet.
 func (b *Bus) Append(ctx context.Context, o HistoryOptions, items []AppendItem, out []Appended, newEpoch func() string) {
-	keys := make([][]string, len(items))
-	args := make([][]string, len(items))
+	for len(items) > MaxAppendBatch {
+		b.Append(ctx, o, items[:MaxAppendBatch], out, newEpoch)
+		items, out = items[MaxAppendBatch:], out[MaxAppendBatch:]
+	}
+	type group struct {
+		keys []string // rooms in order of first appearance
+		of   map[string][]int
+	}
+	var groups []*group
+	byPart := map[int]*group{}
+	for i, it := range items {
+		p := b.Partition(it.Key)
+		g := byPart[p]
+		if g == nil {
+			g = &group{of: map[string][]int{}}
+			byPart[p] = g
+			groups = append(groups, g)
+		}
+		if _, ok := g.of[it.Key]; !ok {
+			g.keys = append(g.keys, it.Key)
+		}
+		g.of[it.Key] = append(g.of[it.Key], i)
+	}
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	size, ttl, meta := strconv.Itoa(o.Size), strconv.FormatInt(o.TTL.Milliseconds(), 10), strconv.FormatInt(int64(o.MetaTTL.Seconds()), 10)
-	for i, it := range items {
-		keys[i] = b.HistoryKeys(it.Key)
-		args[i] = []string{b.PartitionChannel(b.Partition(it.Key)), string(it.Head), string(it.Payload), size, ttl, meta, newEpoch(), now}
+	keys := make([][]string, len(groups))
+	args := make([][]string, len(groups))
+	for gi, g := range groups {
+		args[gi] = append(make([]string, 0, 6+2*len(g.keys)+len(items)), b.PartitionChannel(b.Partition(g.keys[0])), size, ttl, meta, now, newEpoch())
+		for _, key := range g.keys {
+			idx := g.of[key]
+			keys[gi] = append(keys[gi], b.HistoryKeys(key)...)
+			args[gi] = append(args[gi], string(items[idx[0]].Head), strconv.Itoa(len(idx)))
+			for _, i := range idx {
+				args[gi] = append(args[gi], string(items[i].Payload))
+			}
+		}
 	}
-	for i, r := range b.run(ctx, appendLua, keys, args) {
-		out[i] = Appended{}
+	for gi, r := range b.run(ctx, appendLua, keys, args) {
+		g := groups[gi]
 		vals, err := r.ToArray()
-		if err == nil && len(vals) != 2 {
+		if err == nil && len(vals) != len(g.keys) {
 			err = fmt.Errorf("unexpected reply of %d values", len(vals))
 		}
-		if err != nil {
-			b.publishErrors.Add(1)
-			out[i].Err = fmt.Errorf("broadcast: append to %s: %w", keys[i][0], err)
-			continue
+		for k, key := range g.keys {
+			first := Appended{Err: err}
+			if err == nil {
+				first = appended(vals[k])
+			}
+			for n, i := range g.of[key] {
+				out[i] = first
+				if first.Err != nil {
+					b.publishErrors.Add(1)
+					out[i].Err = fmt.Errorf("broadcast: append to %s: %w", keys[gi][2*k], first.Err)
+					continue
+				}
+				out[i].Offset += uint64(n)
+				b.published.Add(1)
+			}
 		}
-		off, err1 := vals[0].AsInt64()
-		epoch, err2 := vals[1].ToString()
-		if err1 != nil || err2 != nil || off <= 0 {
-			out[i].Err = fmt.Errorf("broadcast: append to %s: bad reply", keys[i][0])
-			continue
-		}
-		b.published.Add(1)
-		out[i].Offset, out[i].Epoch = uint64(off), epoch
 	}
 }
 
+// appended reads one {offset, epoch} of the append script's reply.
+func appended(v rueidis.RedisMessage) Appended {
+	pair, err := v.ToArray()
+	if err != nil || len(pair) != 2 {
+		return Appended{Err: fmt.Errorf("bad reply")}
+	}
+	off, err1 := pair[0].AsInt64()
+	epoch, err2 := pair[1].ToString()
+	if err1 != nil || err2 != nil || off <= 0 {
+		return Appended{Err: fmt.Errorf("bad reply")}
+	}
+	return Appended{Offset: uint64(off), Epoch: epoch}
+}
+
 // StreamEntry is one payload read from a history: its offset, when it was
-// appended (Unix ns), and the payload with its position spliced in.
+// appended (Unix ns), and the payload.
 //
 // It is a plain value.
 type StreamEntry struct {
@@ -183,11 +271,12 @@ type StreamEntry struct {
 }
 
 // Fetch returns key's position and the payloads after offset after that its
-// stream still has (entries older than o.TTL left out), read at once.
+// stream still has, read at once: at most the last o.Size, none older than
+// o.TTL (the stream may hold more; see MAXLEN ~ above).
 // A key with no position gets one (offset 0, epoch newEpoch).
 func (b *Bus) Fetch(ctx context.Context, o HistoryOptions, key string, after uint64, newEpoch string) (off uint64, epoch string, entries []StreamEntry, err error) {
 	keys := [][]string{b.HistoryKeys(key)}
-	args := [][]string{{strconv.FormatUint(after, 10), newEpoch, strconv.FormatInt(int64(o.MetaTTL.Seconds()), 10)}}
+	args := [][]string{{strconv.FormatUint(after, 10), newEpoch, strconv.FormatInt(int64(o.MetaTTL.Seconds()), 10), strconv.Itoa(MaxAppendBatch)}}
 	vals, err := b.run(ctx, fetchLua, keys, args)[0].ToArray()
 	if err == nil && len(vals) != 3 {
 		err = fmt.Errorf("unexpected reply of %d values", len(vals))
@@ -204,38 +293,41 @@ func (b *Bus) Fetch(ctx context.Context, o HistoryOptions, key string, after uin
 	raw, _ := vals[2].ToArray()
 	cutoff := time.Now().Add(-o.TTL).UnixNano()
 	for _, r := range raw {
-		e, ok := parseEntry(r)
-		if ok && e.At >= cutoff {
-			entries = append(entries, e)
+		for _, e := range parseEntry(r) {
+			if e.Offset > after && e.At >= cutoff && e.Offset+uint64(o.Size) > off { // the last Size, exactly
+				entries = append(entries, e)
+			}
 		}
 	}
 	return off, epoch, entries, nil
 }
 
-// parseEntry reads one XRANGE entry: ["0-<offset>", ["t", ms, "d", data]].
-func parseEntry(r rueidis.RedisMessage) (StreamEntry, bool) {
+// parseEntry reads one XRANGE entry: ["0-<first offset>", ["t", ms, "d",
+// data, "d", data…]], the messages of one append of one room.
+func parseEntry(r rueidis.RedisMessage) []StreamEntry {
 	parts, err := r.ToArray()
 	if err != nil || len(parts) != 2 {
-		return StreamEntry{}, false
+		return nil
 	}
 	id, _ := parts[0].ToString()
 	_, seq, ok := strings.Cut(id, "-")
 	off, err := strconv.ParseUint(seq, 10, 64)
 	if !ok || err != nil {
-		return StreamEntry{}, false
+		return nil
 	}
 	fields, _ := parts[1].ToArray()
-	e := StreamEntry{Offset: off}
+	var at int64
+	var out []StreamEntry
 	for i := 0; i+1 < len(fields); i += 2 {
 		name, _ := fields[i].ToString()
 		val, _ := fields[i+1].ToString()
 		switch name {
 		case "t":
 			ms, _ := strconv.ParseInt(val, 10, 64)
-			e.At = ms * int64(time.Millisecond)
+			at = ms * int64(time.Millisecond)
 		case "d":
-			e.Data = []byte(val)
+			out = append(out, StreamEntry{Offset: off + uint64(len(out)), At: at, Data: []byte(val)})
 		}
 	}
-	return e, e.Data != nil
+	return out
 }
