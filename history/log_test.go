@@ -195,3 +195,21 @@ func TestConcurrentAppendAndJoin(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, seq(1, 800), rec.of("r"))
 }
+
+// Messages that arrive before a follower's first sync came after it
+// subscribed: they are delivered, with what the source has between them and
+// its position, not dropped as old.
+func TestFollowerFirstSyncDeliversWhatCameMeanwhile(t *testing.T) {
+	var rec recorder
+	l := NewFollower(Options{}, rec.deliver)
+	l.Serve("r", true)
+	l.Accept("r", Position{6, "e"}, 6, 1)
+	l.Accept("r", Position{8, "e"}, 8, 1)
+	now := time.Now().UnixNano()
+	src := []Entry[uint64]{{Offset: 5, Value: 5, At: now}, {Offset: 6, Value: 6, At: now}, {Offset: 7, Value: 7, At: now}, {Offset: 8, Value: 8, At: now}}
+	l.Sync("r", Position{8, "e"}, src, nil, nil)
+	assert.Equal(t, seq(6, 8), rec.of("r"), "6 and 8 came after subscribing, 7 between them; 5 before")
+	var v View[uint64]
+	require.True(t, l.Join("r", &Position{4, "e"}, func(x View[uint64]) { v = x }))
+	assert.Equal(t, seq(5, 8), v.Replay, "5 is kept for joiners")
+}

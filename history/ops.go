@@ -137,12 +137,23 @@ func (l *Log[T]) Sync(name string, cur Position, entries []Entry[T], since *Posi
 	r.stale.Store(false)
 	switch {
 	case !r.known:
-		r.known, r.pos = true, cur
-		for _, e := range entries {
-			if e.Offset <= cur.Offset {
-				r.pushLocked(e) // for later joiners; delivered before this pod served the room
+		// Messages that came while the position was unknown came after
+		// the pod subscribed: its members get them, and the source's
+		// entries between them and cur. The rest came before the pod
+		// served the room: kept for later joiners, not delivered.
+		start := cur.Offset
+		for off, h := range r.pending {
+			if h.epoch == cur.Epoch && off <= start {
+				start = off - 1
 			}
 		}
+		r.known, r.pos = true, Position{Offset: start, Epoch: cur.Epoch}
+		for _, e := range entries {
+			if e.Offset <= start {
+				r.pushLocked(e)
+			}
+		}
+		r.feedLocked(cur, entries)
 	case r.pos.Epoch != cur.Epoch:
 		l.resets.Add(1)
 		r.resetLocked(cur.Epoch)
