@@ -26,6 +26,11 @@ type HandlerStats struct {
 	// got every message after it, or recovered:false; Replayed the messages
 	// sent to them.
 	Recovered, NotRecovered, Replayed uint64
+	// HistoryRooms and HistoryBytes are the rooms whose history the
+	// handler keeps in memory (one pod, no Broadcaster) and what their
+	// messages take; with a RedisBroadcaster see its Stats.
+	HistoryRooms int
+	HistoryBytes int64
 }
 
 type handlerCounters struct {
@@ -39,7 +44,7 @@ type handlerCounters struct {
 // Stats returns the handler's counters.
 func (h *Handler) Stats() HandlerStats {
 	s := &h.stats
-	return HandlerStats{
+	st := HandlerStats{
 		Accepted: s.accepted.Load(), Rejected: s.rejected.Load(), Closed: s.closed.Load(),
 		MessagesIn: s.messagesIn.Load(), FramesOut: s.framesOut.Load(),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
@@ -47,6 +52,11 @@ func (h *Handler) Stats() HandlerStats {
 		ErrorsSent: s.errorsSent.Load(), PublishErrors: s.publishErrors.Load(), Throttled: s.throttled.Load(),
 		Recovered: s.recovered.Load(), NotRecovered: s.notRecovered.Load(), Replayed: s.replayed.Load(),
 	}
+	if h.mem != nil {
+		hs := h.mem.log.Stats()
+		st.HistoryRooms, st.HistoryBytes = hs.Rooms, hs.Bytes
+	}
+	return st
 }
 
 // Connections returns how many connections the handler holds now.

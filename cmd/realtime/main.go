@@ -38,6 +38,8 @@ func main() {
 	flag.Float64Var(&opts.Handler.AcceptRate, "accept-rate", envFloat("REALTIME_ACCEPT_RATE"), "upgrades per second before clients get 503 + Retry-After (default 20000; negative: off)")
 	flag.Float64Var(&opts.Handler.DrainRate, "drain-rate", envFloat("REALTIME_DRAIN_RATE"), "connections closed per second at shutdown, each with a reconnect hint (default 5000)")
 	flag.DurationVar(&opts.Handler.DrainWindow, "drain-window", envDuration("REALTIME_DRAIN_WINDOW"), "longest the shutdown drain may take (default 10s)")
+	flag.IntVar(&opts.Handler.HistorySize, "history-size", envInt("REALTIME_HISTORY_SIZE"), "messages each room keeps for clients that rejoin with since (in memory on one pod, in Redis streams with -redis; default 100; -1: no history, no offsets)")
+	flag.DurationVar(&opts.Handler.HistoryTTL, "history-ttl", envDuration("REALTIME_HISTORY_TTL"), "how long a room's messages stay recoverable (default 5m)")
 	redis := flag.String("redis", os.Getenv("REALTIME_REDIS"), "Redis address(es), comma-separated: links pods (empty: single pod)")
 	flag.BoolVar(&opts.RedisCluster, "redis-cluster", false, "the Redis addresses are Redis Cluster nodes")
 	jwtSecret := flag.String("jwt-secret", os.Getenv("REALTIME_JWT_SECRET"), "HS256 secret: clients need a signed token (sub = user ID) in Authorization: Bearer or ?token=")
@@ -73,6 +75,12 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// envInt returns the integer in the environment variable key, or 0.
+func envInt(key string) int {
+	n, _ := strconv.Atoi(os.Getenv(key))
+	return n
 }
 
 // envFloat returns the number in the environment variable key, or 0.

@@ -44,12 +44,20 @@ var (
 	redisDropped   = desc("redis_dropped_total", "Envelopes dropped because a hand-off queue was full.")
 	resubscribed   = desc("redis_subscriptions_total", "Subscriptions Redis confirmed, resubscriptions included.")
 	redisReady     = desc("redis_ready", "1 while a canary through Redis comes back, else 0.")
+	recoveries     = prometheus.NewDesc("realtime_history_recoveries_total", "Joins with a since position, by result: recovered (every message after it followed) or not_recovered (recovered:false).", []string{"result"}, nil)
+	replayed       = desc("history_replayed_total", "Messages replayed to recovering joiners.")
+	historyRooms   = desc("history_rooms", "Rooms whose history this pod keeps in memory (all rooms on one pod; the rooms it serves with Redis).")
+	historyBytes   = desc("history_bytes", "Bytes of recent messages this pod keeps in memory for recovery.")
+	historySyncs   = desc("history_syncs_total", "Reads of a room's history from Redis after a gap, a resubscription or a first member.")
+	gapRepairs     = desc("history_gap_repaired_total", "Messages this pod had missed on pub/sub and delivered from a room's Redis stream, in order.")
+	historyHoles   = desc("history_holes_total", "Messages this pod could not get (no longer in Redis): members got a history_gap event.")
 )
 
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connections, rooms, messagesIn, framesOut, deliveries, drops, slowConsumers,
-		timeouts, protocolErrors, accepted, rejected, fanout, published, publishErrors, received, redisDropped, resubscribed, redisReady} {
+		timeouts, protocolErrors, accepted, rejected, fanout, published, publishErrors, received, redisDropped, resubscribed, redisReady,
+		recoveries, replayed, historyRooms, historyBytes, historySyncs, gapRepairs, historyHoles} {
 		ch <- d
 	}
 }
@@ -83,6 +91,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(protocolErrors, s.ProtocolErrors)
 		counter(accepted, s.Accepted)
 		counter(rejected, s.Rejected)
+		ch <- prometheus.MustNewConstMetric(recoveries, prometheus.CounterValue, float64(s.Recovered), "recovered")
+		ch <- prometheus.MustNewConstMetric(recoveries, prometheus.CounterValue, float64(s.NotRecovered), "not_recovered")
+		counter(replayed, s.Replayed)
+		if c.rb == nil {
+			gauge(historyRooms, float64(s.HistoryRooms))
+			gauge(historyBytes, float64(s.HistoryBytes))
+		}
 	}
 	if c.rb != nil {
 		s := c.rb.Stats()
@@ -96,5 +111,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ready = 1
 		}
 		gauge(redisReady, ready)
+		gauge(historyRooms, float64(s.HistoryRooms))
+		gauge(historyBytes, float64(s.HistoryBytes))
+		counter(historySyncs, s.HistorySyncs)
+		counter(gapRepairs, s.HistoryRepaired)
+		counter(historyHoles, s.HistoryHoles)
 	}
 }

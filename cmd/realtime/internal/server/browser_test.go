@@ -24,10 +24,9 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// The demo page, twice in headless Chromium: both join a room, one sends,
-// the other sees the message.
-func TestDemoPageInBrowser(t *testing.T) {
-	addr := startInProcess(t, Options{InsecureDevAuth: true})
+// browser starts headless Chromium (one per test) and returns its first
+// tab's context, which ends with the test or after 60 s.
+func browser(t *testing.T) context.Context {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium(t)),
 		chromedp.NoSandbox,
@@ -41,38 +40,49 @@ func TestDemoPageInBrowser(t *testing.T) {
 	if os.Getuid() == 0 {
 		opts = append(opts, chromedp.Flag("no-zygote", true))
 	}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := context.WithTimeout(actx, 60*time.Second)
-	defer cancel()
-	alice, cancelA := chromedp.NewContext(ctx)
-	defer cancelA()
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelA)
+	ctx, cancelT := context.WithTimeout(actx, 60*time.Second)
+	t.Cleanup(cancelT)
+	tab, cancel := chromedp.NewContext(ctx)
+	t.Cleanup(cancel)
+	return tab
+}
 
-	poll := func(tab context.Context, js string) {
-		t.Helper()
-		_, err := chromedp.Run(tab, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(10*time.Second)))
-		require.NoError(t, err, js)
-	}
-	open := func(tab context.Context, user string) {
-		require.NoError(t, chromedp.Do(tab,
-			chromedp.Navigate("http://"+addr+"/?user="+user),
-			chromedp.WaitEnabled(chromedp.ID("connect")),
-			chromedp.Click(chromedp.ID("connect")),
-			chromedp.WaitEnabled(chromedp.ID("join")),
-		), user)
-		poll(tab, `document.getElementById("state").textContent === "open"`)
-		require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.ID("join"))))
-		poll(tab, `document.getElementById("log").textContent.includes("`+user+` joined lobby")`)
-	}
-	open(alice, "alice")                       // starts the browser
+// poll waits (10 s at most) until js is true in tab.
+func poll(t *testing.T, tab context.Context, js string) {
+	t.Helper()
+	_, err := chromedp.Run(tab, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(10*time.Second)))
+	require.NoError(t, err, js)
+}
+
+// openDemo opens the demo page at addr as user, connects and joins lobby.
+func openDemo(t *testing.T, tab context.Context, addr, user string) {
+	require.NoError(t, chromedp.Do(tab,
+		chromedp.Navigate("http://"+addr+"/?user="+user),
+		chromedp.WaitEnabled(chromedp.ID("connect")),
+		chromedp.Click(chromedp.ID("connect")),
+		chromedp.WaitEnabled(chromedp.ID("join")),
+	), user)
+	poll(t, tab, `document.getElementById("state").textContent === "open"`)
+	require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.ID("join"))))
+	poll(t, tab, `document.getElementById("log").textContent.includes("`+user+` joined lobby")`)
+}
+
+// The demo page, twice in headless Chromium: both join a room, one sends,
+// the other sees the message.
+func TestDemoPageInBrowser(t *testing.T) {
+	addr := startInProcess(t, Options{InsecureDevAuth: true})
+	alice := browser(t)
+	openDemo(t, alice, addr, "alice")           // starts the browser
 	bob, cancelB := chromedp.NewContext(alice) // a second tab of the same browser
 	defer cancelB()
-	open(bob, "bob")
+	openDemo(t, bob, addr, "bob")
 	require.NoError(t, chromedp.Do(alice,
 		chromedp.SendKeys(chromedp.ID("text"), "hello from alice"),
 		chromedp.Click(chromedp.ID("send")),
 	))
-	poll(bob, `document.getElementById("log").textContent.includes("hello from alice")`)
+	poll(t, bob, `document.getElementById("log").textContent.includes("hello from alice")`)
 	log, err := chromedp.Run(bob, chromedp.Text(chromedp.ID("log")))
 	require.NoError(t, err)
 	require.True(t, strings.Contains(log, "[lobby]"), log)

@@ -170,6 +170,9 @@ func newBroadcaster(opts Options, hub *realtime.ShardedHub, logger *slog.Logger)
 	if opts.Handler.PodID != "" {
 		bopts = append(bopts, realtime.WithPodID(opts.Handler.PodID))
 	}
+	if opts.Handler.HistorySize != 0 || opts.Handler.HistoryTTL != 0 {
+		bopts = append(bopts, realtime.WithHistory(opts.Handler.HistorySize, opts.Handler.HistoryTTL))
+	}
 	return realtime.NewRedisBroadcaster(client, hub, logger, bopts...), client.Close, nil
 }
 
