@@ -74,7 +74,7 @@ func openDemo(t *testing.T, tab context.Context, addr, user string) {
 func TestDemoPageInBrowser(t *testing.T) {
 	addr := startInProcess(t, Options{InsecureDevAuth: true})
 	alice := browser(t)
-	openDemo(t, alice, addr, "alice")           // starts the browser
+	openDemo(t, alice, addr, "alice")          // starts the browser
 	bob, cancelB := chromedp.NewContext(alice) // a second tab of the same browser
 	defer cancelB()
 	openDemo(t, bob, addr, "bob")
