@@ -92,6 +92,10 @@ bench: deps
 	$(GO) test -run '^$$' -bench '^BenchmarkCrossPodLatency$$' -benchtime 1x -count $(BENCHCOUNT) ./bench/ | tee -a $(OUT)/bench-redis.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkPartitionTraffic$$' -benchtime 1x ./bench/ | tee -a $(OUT)/bench-redis.txt
 	@echo
+	@echo "Room history (Redis streams) on and off, same redis-server:"
+	$(GO) test -run '^$$' -bench '^BenchmarkHistoryPublish$$' -benchtime 3s -count $(BENCHCOUNT) ./bench/ | tee $(OUT)/bench-history.txt
+	$(GO) test -run '^$$' -bench '^BenchmarkHistoryCrossPodLatency$$' -benchtime 1x -count $(BENCHCOUNT) ./bench/ | tee -a $(OUT)/bench-history.txt
+	@echo
 	@echo "Join storm: 10,000 joins into one room, per-join events beside the coalesced default:"
 	$(GO) test -run '^$$' -bench '^BenchmarkJoinStorm$$' -benchtime 3x -benchmem ./bench/ | tee $(OUT)/bench-joinstorm.txt
 	@echo
