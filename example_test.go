@@ -55,3 +55,18 @@ func ExampleShardedHub_Broadcast() {
 	fmt.Println(hub.RoomCount("ops"))
 	// Output: 0
 }
+
+// Server code publishes into a room's history: members on every pod get it
+// with its offset, and a client that was away recovers it when it rejoins
+// with "since". A user's personal room reaches all of the user's devices.
+func ExampleHandler_Publish() {
+	hub := realtime.NewHub(nil)
+	handler := realtime.NewHandler(hub, nil, realtime.HandlerConfig{}) // history on: last 100 messages, 5 min
+	msg, _ := realtime.SystemMessage(realtime.MessageTypeNotification, map[string]string{"text": "your order shipped"})
+	msg.Room = realtime.UserRoom("alice") // "~alice": only alice may join it
+	if err := handler.Publish(context.Background(), msg); err != nil {
+		fmt.Println(err)
+	}
+	fmt.Println(msg.Room, msg.Offset)
+	// Output: ~alice 1
+}

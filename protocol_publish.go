@@ -109,7 +109,9 @@ func (h *Handler) publishFailed(c *conn, msg *Message, err error) {
 // a missing ID, Timestamp and From ("system"). Unlike Hub.Broadcast, which
 // reaches this pod's members only and keeps nothing, it is what server code
 // of a deployment of several pods should call. An error means some members
-// may not have got it (see the Broadcaster's Publish).
+// may not have got it (see the Broadcaster's Publish). When the room keeps
+// history, msg.Offset and msg.Epoch are set to its place (with a
+// RedisBroadcaster or none).
 func (h *Handler) Publish(ctx context.Context, msg *Message) error {
 	if msg == nil {
 		return ErrNilMessage

@@ -146,7 +146,10 @@ func (b *RedisBroadcaster) dropped(p int) {
 func (b *RedisBroadcaster) PodID() string { return b.pod }
 
 // Publish delivers msg to the local hub and sends it to the other pods,
-// encoding it once for both. It gives msg an ID if it has none. A direct
+// encoding it once for both. It gives msg an ID if it has none. A room
+// message that the room keeps in history is appended to it first, and
+// delivered (here too) once it has its place; Publish then sets msg.Offset
+// and msg.Epoch. A direct
 // message (msg.To set) goes only to the pod that owns the connection; for
 // this pod's own connections it returns an error wrapping
 // ErrNoSuchConnection if the connection is not there. An error from Redis is
@@ -167,7 +170,10 @@ func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
 	}
 	if b.hist != nil && b.hist.keeps(msg) {
 		var errs [1]error
-		b.appendHistory(ctx, []*Frame{f}, []int{0}, errs[:])
+		pos := b.appendHistory(ctx, []*Frame{f}, []int{0}, errs[:])
+		if errs[0] == nil {
+			msg.Offset, msg.Epoch = pos.Offset, pos.Epoch // its place, for the caller
+		}
 		return errs[0]
 	}
 	b.deliverRoom(msg.Room, f)
@@ -178,7 +184,7 @@ func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
 // which publishes them, and hands each that got its place to this pod's log
 // (which delivers it here, in order); errs[idx[k]] is set for each that
 // failed.
-func (b *RedisBroadcaster) appendHistory(ctx context.Context, frames []*Frame, idx []int, errs []error) {
+func (b *RedisBroadcaster) appendHistory(ctx context.Context, frames []*Frame, idx []int, errs []error) (last Position) {
 	items := make([]broadcast.AppendItem, len(idx))
 	for k, i := range idx {
 		room := frames[i].Message().Room
@@ -192,9 +198,10 @@ func (b *RedisBroadcaster) appendHistory(ctx context.Context, frames []*Frame, i
 			continue
 		}
 		room := items[k].Key
-		b.hist.accept(room, Position{Offset: out[k].Offset, Epoch: out[k].Epoch},
-			positionedFrame(frames[i], room, out[k].Offset, out[k].Epoch))
+		last = Position{Offset: out[k].Offset, Epoch: out[k].Epoch}
+		b.hist.accept(room, last, positionedFrame(frames[i], room, out[k].Offset, out[k].Epoch))
 	}
+	return last
 }
 
 // publishDirect delivers f to the connection to: here if this pod owns it,

@@ -204,7 +204,9 @@ func TestUserRoomAcrossPods(t *testing.T) {
 	laptop.ws.Close()
 	for i := range 3 {
 		data, _ := json.Marshal(i)
-		require.NoError(t, a.h.Publish(context.Background(), &Message{Type: "dm", Room: room, Data: data}))
+		msg := &Message{Type: "dm", Room: room, Data: data}
+		require.NoError(t, a.h.Publish(context.Background(), msg))
+		assert.Equal(t, uint64(i+1), msg.Offset, "Publish tells the message's place")
 	}
 	for i := range 3 {
 		m := phone.readType("dm")
