@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -179,23 +178,9 @@ func BenchmarkHistoryCrossPodLatency(b *testing.B) {
 						}
 					}()
 				}
-				lat := make([]time.Duration, 0, rate*seconds)
-				deadline := time.After(5 * time.Second)
-			collect:
-				for len(lat) < rate*seconds {
-					select {
-					case d := <-got:
-						lat = append(lat, d)
-					case <-deadline:
-						break collect
-					}
-				}
+				lat := collectLatencies(got, rate*seconds, 5*time.Second)
 				b.StopTimer()
-				slices.Sort(lat)
-				q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / float64(time.Millisecond) }
-				b.ReportMetric(q(0.50), "p50-ms")
-				b.ReportMetric(q(0.99), "p99-ms")
-				b.ReportMetric(float64(rate*seconds-len(lat)), "lost")
+				reportLatencies(b, lat, rate*seconds)
 				b.ReportMetric(float64(errs.Load()), "publish-errors")
 			}
 		})

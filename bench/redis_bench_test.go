@@ -78,7 +78,7 @@ func BenchmarkCrossPodLatency(b *testing.B) {
 	const rate, seconds = 10_000, 2
 	for range b.N {
 		ctx, cancel := context.WithCancel(context.Background())
-		lat := make([]time.Duration, 0, rate*seconds)
+		var lat []time.Duration
 		got := make(chan time.Duration, rate*seconds)
 		recv := broadcast.New(redisClientDelay(b, srv.Addr, false, 20*time.Microsecond), "podB", broadcast.Options{}, func(_ bool, p []byte) {
 			if sent, err := strconv.ParseInt(string(p[5:]), 10, 64); err == nil {
@@ -114,25 +114,40 @@ func BenchmarkCrossPodLatency(b *testing.B) {
 				}
 			}()
 		}
-		deadline := time.After(5 * time.Second)
-	collect:
-		for len(lat) < rate*seconds {
-			select {
-			case d := <-got:
-				lat = append(lat, d)
-			case <-deadline:
-				break collect
-			}
-		}
+		lat = collectLatencies(got, rate*seconds, 5*time.Second)
 		b.StopTimer()
 		cancel()
 		<-done
-		slices.Sort(lat)
-		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / float64(time.Millisecond) }
-		b.ReportMetric(q(0.50), "p50-ms")
-		b.ReportMetric(q(0.99), "p99-ms")
-		b.ReportMetric(float64(lat[len(lat)-1])/float64(time.Millisecond), "max-ms")
-		b.ReportMetric(float64(rate*seconds-len(lat)), "lost")
+		reportLatencies(b, lat, rate*seconds)
 		b.ReportMetric(float64(errs.Load()), "publish-errors")
 	}
+}
+
+// collectLatencies takes up to n latencies from got, waiting at most timeout.
+func collectLatencies(got <-chan time.Duration, n int, timeout time.Duration) []time.Duration {
+	lat := make([]time.Duration, 0, n)
+	deadline := time.After(timeout)
+	for len(lat) < n {
+		select {
+		case d := <-got:
+			lat = append(lat, d)
+		case <-deadline:
+			return lat
+		}
+	}
+	return lat
+}
+
+// reportLatencies reports the median, p99 and maximum of lat, and how many
+// of want never came.
+func reportLatencies(b *testing.B, lat []time.Duration, want int) {
+	if len(lat) == 0 {
+		b.Fatal("no message arrived")
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / float64(time.Millisecond) }
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1])/float64(time.Millisecond), "max-ms")
+	b.ReportMetric(float64(want-len(lat)), "lost")
 }
