@@ -47,7 +47,11 @@ func printTable(rs []result) {
 			r.DeliveriesPerS, r.Lost, r.Duplicates, r.CPUPerDelivery, r.P50ms, r.P99ms, r.MaxMs)
 	}
 	for _, r := range rs {
-		if s := r.Storm; s != nil {
+		if s := r.Storm; s != nil && s.Recovery != nil {
+			v := s.Recovery
+			fmt.Printf("\nstorm, %s: %d connections back, %d missed per room: %d recovered, %d not, %d wrong, %d failed; all current in %.0f ms, peak RSS %.1f MiB",
+				r.Target, r.Conns, v.Missed, v.Recovered, v.NotRecovered, v.Wrong, v.Failed, v.CurrentMs, float64(v.PeakRSS)/(1<<20))
+		} else if s != nil {
 			fmt.Printf("\nstorm, %s: %d connections back in %.0f ms (%.0f/s), peak RSS %.1f MiB, %d answers 503, %d never back",
 				r.Target, r.Conns, s.BackMs, s.ConnectRate, float64(s.PeakRSS)/(1<<20), s.Throttled, s.Failed)
 		}

@@ -28,6 +28,9 @@ type stormResult struct {
 	Throttled   int64        `json:"turned_away_503"` // upgrades answered 503 (admission control)
 	Failed      int64        `json:"failed"`          // connections that never came back
 	Ramp        []stormPoint `json:"ramp"`
+	// Recovery is what -storm-missed measured (then the fields above are
+	// not: the connections come back through recoverStorm).
+	Recovery *recoveryResult `json:"recovery,omitempty"`
 }
 
 // storm drops every connection at once (the socket closed, no close frame:
@@ -43,6 +46,10 @@ func (t *targetRun) storm(ctx context.Context) *stormResult {
 	t.f.closing.Store(false)
 	t.f.acks.Store(0)
 	res := &stormResult{}
+	if *stormMissed > 0 && t.impl == "realtime" {
+		res.Recovery = t.recoverStorm(ctx, max(t.cfg.rooms, 1))
+		return res
+	}
 	// Back means the join was acknowledged; a server that does not
 	// acknowledge joins (the baseline) counts once the hello is written.
 	back := &t.f.acks
