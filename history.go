@@ -88,10 +88,10 @@ type historian interface {
 	// join runs fn under room's lock with what a joiner with since is told,
 	// if that is known here; see history.Log.Join.
 	join(room string, since *Position, fn func(historyView)) bool
-	// joinLater finds it out (reading Redis, off the caller's goroutine) and
-	// then runs fn the same way; if it cannot, it runs fn with an empty view
-	// (no position: epoch "").
-	joinLater(room string, since *Position, fn func(historyView))
+	// joinLater finds it out (reading Redis, off the caller's goroutine,
+	// waiting while Redis is away) and then runs fn the same way; if it
+	// cannot within joinWait, it runs fail instead.
+	joinLater(room string, since *Position, fn func(historyView), fail func())
 }
 
 // memHistory is the history of a single pod: a leader log in memory.
@@ -113,7 +113,7 @@ func (m *memHistory) join(room string, since *Position, fn func(historyView)) bo
 	return m.log.Join(room, since, fn)
 }
 
-func (m *memHistory) joinLater(room string, since *Position, fn func(historyView)) {
+func (m *memHistory) joinLater(room string, since *Position, fn func(historyView), _ func()) {
 	m.log.Join(room, since, fn) // a leader always answers
 }
 

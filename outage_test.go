@@ -53,7 +53,7 @@ func TestRedisStallLeavesPodResponsive(t *testing.T) {
 				}
 			}
 			late := dial(t, a.url, as("late")) // a new connection is answered
-			late.join("elsewhere")
+			late.join("r")                     // (a room new to the pod, with history, waits for Redis)
 			late.send(map[string]string{"type": "ping"})
 			late.readType(MessageTypePong)
 			a2.send(map[string]string{"type": "ping"})

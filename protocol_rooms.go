@@ -42,7 +42,9 @@ func (h *Handler) join(c *conn, room string, data json.RawMessage) {
 	if h.hist.join(room, since, admit) {
 		return
 	}
-	h.hist.joinLater(room, since, admit)
+	h.hist.joinLater(room, since, admit, func() {
+		h.sendError(c, ErrCodeUnavailable, "the room's history cannot be read now; join again")
+	})
 }
 
 // addMember adds c to room, unless c was torn down meanwhile (a hook ran

@@ -44,11 +44,18 @@ type redisHistory struct {
 type pendingJoin struct {
 	since *Position
 	fn    func(historyView)
+	fail  func()
 }
 
-// joinReadTimeout bounds what a join waits for Redis before it is admitted
-// without a position.
-const joinReadTimeout = time.Second
+// A join that needs Redis (a room new to the pod, or a position older than
+// the pod keeps) waits for it while it is away, up to joinWait, trying again
+// every joinRetry or so; then it is told to join again. It is never admitted
+// with recovered:false for want of Redis: that answer means history was lost.
+const (
+	joinReadTimeout = time.Second
+	joinWait        = 10 * time.Second
+	joinRetry       = 250 * time.Millisecond
+)
 
 // syncWorkers is how many rooms a pod reads from Redis at once.
 const syncWorkers = 8
@@ -74,11 +81,11 @@ func (x *redisHistory) join(room string, since *Position, fn func(historyView)) 
 
 // joinLater serves room while it reads the room from Redis (so that the pod
 // subscribes first), then admits every join that waited for it.
-func (x *redisHistory) joinLater(room string, since *Position, fn func(historyView)) {
+func (x *redisHistory) joinLater(room string, since *Position, fn func(historyView), fail func()) {
 	x.ref(room, +1)
 	x.mu.Lock()
 	list, busy := x.joining[room]
-	x.joining[room] = append(list, pendingJoin{since, fn})
+	x.joining[room] = append(list, pendingJoin{since, fn, fail})
 	x.mu.Unlock()
 	if !busy {
 		go x.runJoins(room)
@@ -122,21 +129,11 @@ func (x *redisHistory) admit(room string, batch []pendingJoin) {
 			}
 		}
 	}
-	var cur Position
-	var entries []history.Entry[*Frame]
-	err := x.b.bus.Ready()
-	if err == nil {
-		cur, entries, err = x.fetch(room, after, joinReadTimeout)
-	}
+	cur, entries, err := x.fetchWaiting(room, after)
 	if err != nil {
-		// Redis is unreachable: admit them without a position rather than
-		// keep them waiting (epoch "": unknown, not recovered). The room's
-		// messages wait in the log until Redis is back and a sync places them.
-		x.b.logger.Warn("realtime: join without history position", "room", room, "err", err)
+		x.b.logger.Warn("realtime: join: room history unreadable", "room", room, "err", err)
 		for _, j := range rest {
-			if !x.log.JoinKnown(room, j.since, j.fn) {
-				j.fn(historyView{})
-			}
+			j.fail()
 		}
 		return
 	}
@@ -144,6 +141,26 @@ func (x *redisHistory) admit(room string, batch []pendingJoin) {
 		if x.log.Sync(room, cur, entries, j.since, j.fn) {
 			x.scheduleSync(room)
 		}
+	}
+}
+
+// fetchWaiting is fetch for a join: while Redis is away it tries again
+// until joinWait has passed.
+func (x *redisHistory) fetchWaiting(room string, after uint64) (Position, []history.Entry[*Frame], error) {
+	deadline := time.Now().Add(joinWait)
+	for {
+		err := x.b.bus.Ready()
+		if err == nil {
+			var cur Position
+			var entries []history.Entry[*Frame]
+			if cur, entries, err = x.fetch(room, after, joinReadTimeout); err == nil {
+				return cur, entries, nil
+			}
+		}
+		if time.Now().Add(joinRetry).After(deadline) {
+			return Position{}, nil, err
+		}
+		time.Sleep(joinRetry)
 	}
 }
 

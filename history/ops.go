@@ -81,16 +81,6 @@ func (l *Log[T]) Serve(name string, on bool) (needSync bool) {
 // since is not covered, and the caller then fetches from the source and
 // calls Sync.
 func (l *Log[T]) Join(name string, since *Position, fn func(View[T])) bool {
-	return l.join(name, since, fn, false)
-}
-
-// JoinKnown is Join for a follower that cannot ask its source: it answers
-// whenever the room's position is known, recovered or not.
-func (l *Log[T]) JoinKnown(name string, since *Position, fn func(View[T])) bool {
-	return l.join(name, since, fn, true)
-}
-
-func (l *Log[T]) join(name string, since *Position, fn func(View[T]), known bool) bool {
 	for {
 		r := l.get(name, l.leader)
 		if r == nil {
@@ -109,7 +99,7 @@ func (l *Log[T]) join(name string, since *Position, fn func(View[T]), known bool
 			return false
 		}
 		v := r.viewLocked(since, nil)
-		if !l.leader && !known && since != nil && !v.Recovered {
+		if !l.leader && since != nil && !v.Recovered {
 			r.mu.Unlock()
 			return false
 		}
