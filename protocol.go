@@ -168,10 +168,14 @@ func (h *Handler) sendConnected(c *conn) {
 	}
 }
 
-func (h *Handler) sendError(c *conn, code, text string) {
+func (h *Handler) sendError(c *conn, code, text string) { h.sendErrorIn(c, "", code, text) }
+
+// sendErrorIn sends an error about room (its "room" field says which).
+func (h *Handler) sendErrorIn(c *conn, room, code, text string) {
 	h.stats.errorsSent.Add(1)
 	msg, err := SystemMessage(MessageTypeError, ErrorData{Code: code, Message: text})
 	if err == nil {
+		msg.Room = room
 		c.Send(msg)
 	}
 }

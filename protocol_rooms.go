@@ -43,7 +43,7 @@ func (h *Handler) join(c *conn, room string, data json.RawMessage) {
 		return
 	}
 	h.hist.joinLater(room, since, admit, func() {
-		h.sendError(c, ErrCodeUnavailable, "the room's history cannot be read now; join again")
+		h.sendErrorIn(c, room, ErrCodeUnavailable, "the room's history cannot be read now; join again")
 	})
 }
 

@@ -60,6 +60,11 @@ export class RealtimeClient {
       this.id = d.connection_id;
       this.user = d.user_id;
     }
+    if (msg.type === "error" && d.code === "unavailable" && msg.room && this.rooms.has(msg.room)) {
+      // The room could not be joined now (its history is in a Redis that
+      // is away): join again shortly.
+      setTimeout(() => { if (this.rooms.has(msg.room)) this.sendJoin(msg.room); }, 1000 + Math.random() * 1000);
+    }
     if (msg.type === "system" && d.event === "history_gap" && msg.room) {
       this.onUnrecovered(msg.room); // the server could not get some messages of the room
     }
