@@ -188,7 +188,7 @@ func (b *RedisBroadcaster) appendHistory(ctx context.Context, frames []*Frame, i
 	items := make([]broadcast.AppendItem, len(idx))
 	for k, i := range idx {
 		room := frames[i].Message().Room
-		items[k] = broadcast.AppendItem{Key: room, Head: b.envelope(room, nil), Payload: frames[i].Payload()}
+		items[k] = broadcast.AppendItem{Key: room, Payload: frames[i].Payload()}
 	}
 	out := make([]broadcast.Appended, len(items))
 	b.bus.Append(ctx, b.hist.opts, items, out, history.NewEpoch)
@@ -271,12 +271,9 @@ func (b *RedisBroadcaster) Relay(ctx context.Context, frames []*Frame, errs []er
 // the JSON so that a pod can drop an envelope for a room it has no member in
 // without looking at the JSON: a partition carries many rooms. A message
 // kept in history has "<offset> <epoch>\n" before its JSON (the Redis script
-// writes it). With f nil, envelope returns the head alone.
+// writes it: broadcast.Bus.Append).
 func (b *RedisBroadcaster) envelope(key string, f *Frame) []byte {
-	var data []byte
-	if f != nil {
-		data = f.Payload()
-	}
+	data := f.Payload()
 	env := make([]byte, 0, len(b.pod)+len(key)+2+len(data))
 	env = append(env, b.pod...)
 	env = append(env, '\n')

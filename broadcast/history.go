@@ -155,11 +155,11 @@ func (b *Bus) HistoryKeys(key string) []string {
 	return []string{tag + ".h." + key, tag + ".m." + key}
 }
 
-// AppendItem is one payload of Append: a JSON object for key's history,
-// sent to key's partition as head followed by its position and itself.
+// AppendItem is one payload of Append: a JSON object for Key's history,
+// sent to Key's partition in the envelope "<pod>\n<key>\n<offset>
+// <epoch>\n<payload>" (see the History notes for several at once).
 type AppendItem struct {
 	Key     string
-	Head    []byte
 	Payload []byte
 }
 
@@ -215,9 +215,9 @@ func (b *Bus) Append(ctx context.Context, o HistoryOptions, items []AppendItem, 
 		for _, key := range g.keys {
 			idx := g.of[key]
 			keys[gi] = append(keys[gi], b.HistoryKeys(key)...)
-			args[gi] = append(args[gi], string(items[idx[0]].Head), strconv.Itoa(len(idx)))
+			args[gi] = append(args[gi], b.pod+"\n"+key+"\n", strconv.Itoa(len(idx)))
 			for _, i := range idx {
-				args[gi] = append(args[gi], string(items[i].Payload))
+				args[gi] = append(args[gi], rueidis.BinaryString(items[i].Payload)) // no copy: payloads are not changed (Append's contract)
 			}
 		}
 	}
