@@ -181,7 +181,8 @@ const MaxAppendBatch = 128
 // in one pipelined round trip (per Redis node): one script call per
 // partition the items fall in, which takes each key's position once for
 // all of its items; see the History notes. newEpoch is used for a key that
-// has no epoch yet.
+// has no epoch yet. The payloads must not change until Append returns (they
+// are sent without a copy).
 func (b *Bus) Append(ctx context.Context, o HistoryOptions, items []AppendItem, out []Appended, newEpoch func() string) {
 	for len(items) > MaxAppendBatch {
 		b.Append(ctx, o, items[:MaxAppendBatch], out, newEpoch)
