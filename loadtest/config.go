@@ -33,6 +33,8 @@ type config struct {
 	pubURL   string
 	ackMatch string
 	extPID   int
+
+	chaos chaosConfig // -chaos and its flags
 }
 
 // parseFlags reads the command line into a config.
@@ -61,6 +63,7 @@ func parseFlags() *config {
 	flag.StringVar(&c.pubURL, "publish-url", "", "with -url: POST published messages here instead of sending them on connection 0")
 	flag.StringVar(&c.ackMatch, "ack", "", "with -url: a substring of the server's answer to the hello frame; empty: do not wait for one")
 	flag.IntVar(&c.extPID, "server-pid", 0, "with -url: the server's PID on this machine, to read its RSS and CPU")
+	c.chaos.register()
 	flag.Parse()
 	return c
 }

@@ -7,6 +7,14 @@
 //
 //	go run ./loadtest -conns 10000 -targets realtime-http,realtime-raw,baseline
 //
+// With -chaos it checks delivery instead: clients spread over rooms across
+// pods behind Redis, each checking it gets every offset of its room exactly
+// once and in order, while pods are killed, Redis restarted, its pub/sub
+// clients killed and client sockets dropped (see chaos.go; it writes
+// chaos.json and exits 1 on any loss, duplicate or reordering).
+//
+//	go run ./loadtest -chaos -chaos-conns 5000 -chaos-duration 60s
+//
 // Every phase is bounded in time, and the run stops by itself.
 package main
 
@@ -34,6 +42,11 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.deadline)
 	defer cancel()
+	if cfg.chaos.on {
+		code := runChaos(ctx, cfg)
+		cancel()
+		os.Exit(code)
+	}
 	if cfg.extURL != "" {
 		ext = &external{url: cfg.extURL, hello: cfg.hello, publish: cfg.pubTmpl, publishURL: cfg.pubURL, ack: cfg.ackMatch, pid: cfg.extPID}
 		cfg.targets = "external"
