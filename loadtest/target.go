@@ -56,6 +56,9 @@ func runTarget(ctx context.Context, cfg *config, target string) (result, error) 
 	t.measureIdle()
 	if t.cfg.storm {
 		t.r.Storm = t.storm(ctx)
+		if t.r.Storm.Recovery != nil {
+			return t.r, nil // the recovering connections were checked and closed: no fan-out follows
+		}
 	}
 	if err := t.joinEveryRoom(ctx); err != nil {
 		return t.r, err
