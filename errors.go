@@ -50,6 +50,9 @@ var (
 	errUnauthorized      = errors.New("unauthorized")
 	errHandshakeTooLarge = errors.New("handshake too large")
 	errPipelineFull      = errors.New("realtime: publish pipeline full")
+	// errHistoryRegressed: Redis gave a message an offset already
+	// delivered (it lost recent writes); the message was not delivered.
+	errHistoryRegressed = errors.New("realtime: Redis lost recent history")
 	// errConnClosed: a join found its connection torn down meanwhile.
 	errConnClosed = errors.New("realtime: connection closed")
 	// errStopReading ends Feed after the peer's close frame.

@@ -31,6 +31,7 @@ type Handler struct {
 	gate      *admission
 	rosterSem chan struct{} // roster queries waiting on the Broadcaster
 	memberMu  memberLocks
+	pending   pendingJoins // joins waiting for Redis
 	presence  presenceCounts
 	stats     handlerCounters
 

@@ -42,9 +42,75 @@ func (h *Handler) join(c *conn, room string, data json.RawMessage) {
 	if h.hist.join(room, since, admit) {
 		return
 	}
-	h.hist.joinLater(room, since, admit, func() {
-		h.sendErrorIn(c, room, ErrCodeUnavailable, "the room's history cannot be read now; join again")
+	if !h.isMember(c, room) && len(h.rooms.Rooms(c)) >= h.cfg.MaxRoomsPerConn {
+		h.sendError(c, ErrCodeTooManyRooms, fmt.Sprintf("at most %d rooms per connection", h.cfg.MaxRoomsPerConn))
+		return // before Redis is asked anything for it
+	}
+	// The join waits for Redis: a leave meanwhile cancels it.
+	p := h.pending.add(c, room)
+	h.hist.joinLater(room, since, func(v historyView) {
+		if h.pending.done(c, room, p) {
+			admit(v)
+		}
+	}, func() {
+		if h.pending.done(c, room, p) {
+			h.sendErrorIn(c, room, ErrCodeUnavailable, "the room's history cannot be read now; join again")
+		}
 	})
+}
+
+// pendingJoins are joins waiting for Redis, by connection and room, so that
+// a leave (or a teardown) cancels them. All methods may be called
+// concurrently.
+type pendingJoins struct {
+	mu sync.Mutex
+	m  map[pendingKey]*pendingJoinState
+}
+
+type pendingKey struct {
+	c    *conn
+	room string
+}
+
+type pendingJoinState struct{ cancelled bool }
+
+// add records a join of room by c in progress (the latest one counts).
+func (p *pendingJoins) add(c *conn, room string) *pendingJoinState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[pendingKey]*pendingJoinState{}
+	}
+	if old := p.m[pendingKey{c, room}]; old != nil {
+		old.cancelled = true // two joins in flight: the later one answers
+	}
+	st := &pendingJoinState{}
+	p.m[pendingKey{c, room}] = st
+	return st
+}
+
+// done ends join st and reports whether it may still proceed.
+func (p *pendingJoins) done(c *conn, room string, st *pendingJoinState) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m[pendingKey{c, room}] == st {
+		delete(p.m, pendingKey{c, room})
+	}
+	return !st.cancelled && c.state.Load() != stateClosed
+}
+
+// cancel cancels c's join of room in progress and reports whether there was
+// one.
+func (p *pendingJoins) cancel(c *conn, room string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.m[pendingKey{c, room}]
+	if st == nil {
+		return false
+	}
+	st.cancelled = true
+	delete(p.m, pendingKey{c, room})
+	return true
 }
 
 // addMember adds c to room, unless c was torn down meanwhile (a hook ran
@@ -127,6 +193,10 @@ func (h *Handler) leave(c *conn, room string) {
 		return
 	}
 	if !h.rooms.Leave(c, room) {
+		if h.pending.cancel(c, room) { // a join still waiting for Redis
+			c.Send(h.eventMessage(c, MessageTypeLeave, room))
+			return
+		}
 		h.sendError(c, ErrCodeNotInRoom, "not in room "+strconv.Quote(room))
 		return
 	}

@@ -186,9 +186,11 @@ func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
 // failed.
 func (b *RedisBroadcaster) appendHistory(ctx context.Context, frames []*Frame, idx []int, errs []error) (last Position) {
 	items := make([]broadcast.AppendItem, len(idx))
+	before := make([]Position, len(idx)) // each room's position here before the append
 	for k, i := range idx {
 		room := frames[i].Message().Room
 		items[k] = broadcast.AppendItem{Key: room, Payload: frames[i].Payload()}
+		before[k], _, _ = b.hist.log.Position(room)
 	}
 	out := make([]broadcast.Appended, len(items))
 	b.bus.Append(ctx, b.hist.opts, items, out, history.NewEpoch)
@@ -198,6 +200,14 @@ func (b *RedisBroadcaster) appendHistory(ctx context.Context, frames []*Frame, i
 			continue
 		}
 		room := items[k].Key
+		if out[k].Epoch == before[k].Epoch && out[k].Offset <= before[k].Offset {
+			// Redis gave an offset this pod delivered before it asked: it
+			// lost recent writes. The message would be taken for a copy
+			// of that one: tell the sender, and start a new epoch.
+			errs[i] = fmt.Errorf("%w: room %q offset %d", errHistoryRegressed, room, out[k].Offset)
+			b.hist.newEpoch(room, before[k].Epoch)
+			continue
+		}
 		last = Position{Offset: out[k].Offset, Epoch: out[k].Epoch}
 		b.hist.accept(room, last, positionedFrame(frames[i], room, out[k].Offset, out[k].Epoch))
 	}
@@ -295,16 +305,22 @@ func (b *RedisBroadcaster) receive(direct bool, env []byte) {
 	if string(origin) == b.pod && !positioned {
 		return // delivered locally when it was published
 	}
+	if positioned && b.hist != nil {
+		b.hist.receive(string(key), data) // for the rooms the pod serves, joins in progress included
+		return
+	}
 	if !direct && len(key) > 0 && b.hub.RoomCount(string(key)) == 0 {
 		b.skipped.Add(1) // a room of this partition with no member here
 		return
 	}
-	if positioned {
-		if b.hist != nil {
-			b.hist.receive(string(key), data)
-			return
+	if positioned { // kept by pods with history; this one keeps none: delivered as they come
+		if !eachPositioned(data, func(pos Position, payload []byte) {
+			b.delivered.Add(1)
+			b.deliverRoom(string(key), newPositionedFrame(payload, string(key), pos.Offset, pos.Epoch))
+		}) {
+			b.decodeErrors.Add(1)
 		}
-		_, data, _ = bytes.Cut(data, []byte{'\n'}) // kept by pods with history; delivered plain here
+		return
 	}
 	f, err := NewFrameJSON(data)
 	if err != nil {

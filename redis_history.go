@@ -2,8 +2,8 @@ package realtime
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,11 +33,17 @@ type redisHistory struct {
 
 	mu      sync.Mutex
 	refs    map[string]int           // rooms served: the hub's member rooms, and joins in progress
-	queued  map[string]struct{}      // rooms waiting in syncCh
+	queued  map[string]struct{}      // rooms waiting for a read
+	order   []string                 // queued, in the order they were asked for
+	syncing map[string]struct{}      // rooms a worker is reading
 	joining map[string][]pendingJoin // joins waiting for a room's read, by room
-	syncCh  chan string
+	wake    chan struct{}            // a room was queued
 
-	syncs, syncErrors, fetches, duplicates, holes atomic.Uint64
+	// afterJoinRead, when a test sets it, runs after a join's read of
+	// Redis, before the join is admitted, to widen that window on purpose.
+	afterJoinRead func()
+
+	syncs, syncErrors, fetches, duplicates, holes, regressions atomic.Uint64
 }
 
 // pendingJoin is a join waiting for its room to be read from Redis.
@@ -64,8 +70,8 @@ func newRedisHistory(b *RedisBroadcaster, o history.Options) *redisHistory {
 	x := &redisHistory{
 		b:    b,
 		opts: broadcast.HistoryOptions{Size: o.Size, TTL: o.TTL, MetaTTL: o.MetaTTL},
-		refs: map[string]int{}, queued: map[string]struct{}{}, joining: map[string][]pendingJoin{},
-		syncCh: make(chan string, 1<<16),
+		refs: map[string]int{}, queued: map[string]struct{}{}, syncing: map[string]struct{}{}, joining: map[string][]pendingJoin{},
+		wake: make(chan struct{}, 1),
 	}
 	x.log = history.NewFollower(o, b.deliverRoom)
 	x.opts = broadcast.HistoryOptions{Size: x.log.Options().Size, TTL: x.log.Options().TTL, MetaTTL: x.log.Options().MetaTTL}
@@ -117,30 +123,40 @@ func (x *redisHistory) admit(room string, batch []pendingJoin) {
 			rest = append(rest, j)
 		}
 	}
-	if len(rest) == 0 {
-		return
-	}
-	var after uint64
-	if pos, known, _ := x.log.Position(room); known {
-		after = pos.Offset
-		for _, j := range rest {
-			if j.since != nil && j.since.Epoch == pos.Epoch {
-				after = min(after, j.since.Offset)
+	for attempt := 0; len(rest) > 0; attempt++ {
+		before, known, _ := x.log.Position(room)
+		after := uint64(0)
+		if known {
+			after = before.Offset
+			for _, j := range rest {
+				if j.since != nil && j.since.Epoch == before.Epoch {
+					after = min(after, j.since.Offset)
+				}
 			}
 		}
-	}
-	cur, entries, err := x.fetchWaiting(room, after)
-	if err != nil {
-		x.b.logger.Warn("realtime: join: room history unreadable", "room", room, "err", err)
+		cur, entries, err := x.fetchWaiting(room, after)
+		if err == nil && after > 0 && cur.Epoch != before.Epoch {
+			cur, entries, err = x.fetchWaiting(room, 0) // a new epoch: all of it is new
+		}
+		if x.afterJoinRead != nil {
+			x.afterJoinRead()
+		}
+		if err != nil || attempt == 3 {
+			x.b.logger.Warn("realtime: join: room history unreadable", "room", room, "err", err)
+			for _, j := range rest {
+				j.fail()
+			}
+			return
+		}
+		var again []pendingJoin
 		for _, j := range rest {
-			j.fail()
+			if res := x.log.Sync(room, before, cur, entries, j.since, j.fn); res.Stale {
+				again = append(again, j) // the room moved on while it was read: read again
+			} else {
+				x.after(room, before, res)
+			}
 		}
-		return
-	}
-	for _, j := range rest {
-		if x.log.Sync(room, cur, entries, j.since, j.fn) {
-			x.scheduleSync(room)
-		}
+		rest = again
 	}
 }
 
@@ -185,122 +201,6 @@ func (x *redisHistory) ref(room string, delta int) {
 	x.mu.Unlock()
 }
 
-// scheduleSync queues room for a read from Redis (once, however often asked
-// before it is read).
-func (x *redisHistory) scheduleSync(room string) {
-	x.mu.Lock()
-	x.queueLocked(room)
-	x.mu.Unlock()
-}
-
-func (x *redisHistory) queueLocked(room string) {
-	if _, ok := x.queued[room]; ok {
-		return
-	}
-	select {
-	case x.syncCh <- room:
-		x.queued[room] = struct{}{}
-	default: // a later trigger (resubscription, next message) queues it again
-	}
-}
-
-// resyncPartition queues every served room of partition p: Redis confirmed
-// the pod's subscription to it, so what was published before may be missing.
-func (x *redisHistory) resyncPartition(p int) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for room := range x.refs {
-		if x.b.bus.Partition(room) == p {
-			x.queueLocked(room)
-		}
-	}
-}
-
-// run reads queued rooms until ctx ends, with syncWorkers workers, and
-// sweeps the log every few seconds.
-func (x *redisHistory) run(ctx context.Context) {
-	var wg sync.WaitGroup
-	for range syncWorkers {
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case room := <-x.syncCh:
-					x.mu.Lock()
-					delete(x.queued, room)
-					x.mu.Unlock()
-					x.sync(ctx, room)
-				}
-			}
-		})
-	}
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			wg.Wait()
-			return
-		case now := <-t.C:
-			x.log.Sweep(now)
-		}
-	}
-}
-
-// sync reads room from Redis after the pod's position and delivers what the
-// pod missed. A gap that remains (messages held back that Redis did not
-// have yet) or a failed read while the link is up is tried again shortly.
-func (x *redisHistory) sync(ctx context.Context, room string) {
-	x.mu.Lock()
-	served := x.refs[room] > 0
-	x.mu.Unlock()
-	if !served {
-		return
-	}
-	pos, known, _ := x.log.Position(room)
-	after := uint64(0)
-	if known {
-		after = pos.Offset
-	}
-	cur, entries, err := x.fetch(room, after, historyTimeout)
-	if err == nil && known && after > 0 && cur.Epoch != pos.Epoch {
-		cur, entries, err = x.fetch(room, 0, historyTimeout) // a new epoch: all of it is new
-	}
-	if err != nil {
-		x.syncErrors.Add(1)
-		if ctx.Err() == nil && x.b.bus.Ready() == nil {
-			time.AfterFunc(200*time.Millisecond, func() { x.scheduleSync(room) })
-		}
-		return
-	}
-	x.syncs.Add(1)
-	if x.log.Sync(room, cur, entries, nil, nil) {
-		time.AfterFunc(50*time.Millisecond, func() { x.scheduleSync(room) })
-	}
-}
-
-// fetch reads room's position and its messages after offset after.
-func (x *redisHistory) fetch(room string, after uint64, timeout time.Duration) (Position, []history.Entry[*Frame], error) {
-	x.fetches.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	off, epoch, raw, err := x.b.bus.Fetch(ctx, x.opts, room, after, history.NewEpoch())
-	if err != nil {
-		return Position{}, nil, err
-	}
-	entries := make([]history.Entry[*Frame], 0, len(raw))
-	for _, e := range raw {
-		if !validObject(e.Data) {
-			x.b.decodeErrors.Add(1)
-			continue
-		}
-		f := newPositionedFrame(e.Data, room, e.Offset, epoch)
-		entries = append(entries, history.Entry[*Frame]{Offset: e.Offset, At: e.At, Size: len(f.wire), Value: f})
-	}
-	return Position{Offset: off, Epoch: epoch}, entries, nil
-}
-
 // accept hands the log a message with its place in room's history. A gap
 // it opens is read from Redis if it is still open a moment later (the
 // missing message is usually on its way by the other path: an append's
@@ -318,41 +218,77 @@ func (x *redisHistory) accept(room string, pos Position, f *Frame) {
 // gapWait is how long a gap may close by itself before it is repaired.
 const gapWait = 20 * time.Millisecond
 
-// validObject reports whether b is a JSON object (what the history splices
-// offsets into).
-func validObject(b []byte) bool { return len(b) > 1 && b[0] == '{' && json.Valid(b) }
+// validObject reports whether b is a JSON object with members, as a
+// Message encodes (the history splices members in front of the first).
+func validObject(b []byte) bool { return len(b) > 2 && b[0] == '{' && b[1] == '"' && json.Valid(b) }
 
-// receive takes an envelope's positioned payloads: "<offset> <epoch>\n"
-// then the JSON, or "<first> <epoch> <n>\n" then n × "<length>\n<JSON>".
-// Each is dropped if delivered already (a pod's own messages come back after
-// its append delivered them), else handed to the log.
-func (x *redisHistory) receive(room string, rest []byte) {
+// receive takes an envelope's positioned payloads for room, if the pod
+// serves it (has members in it, or a join of it is in progress: a message
+// skipped then would wait for the next one to be noticed missing).
+func (x *redisHistory) receive(room string, data []byte) {
+	x.mu.Lock()
+	served := x.refs[room] > 0
+	x.mu.Unlock()
+	if !served {
+		x.b.skipped.Add(1)
+		return
+	}
+	if !eachPositioned(data, func(pos Position, payload []byte) { x.receiveOne(room, pos, payload) }) {
+		x.b.decodeErrors.Add(1)
+	}
+}
+
+// eachPositioned calls fn for each payload of an envelope's positioned part:
+// "<offset> <epoch>\n" then the JSON, or "<first> <epoch> <n>\n" then n ×
+// "<length>\n<JSON>" (broadcast.Bus.Append). It reports false, having
+// called fn for none, if the part is malformed: an offset of 0 or one that
+// would overflow, an epoch that is not ours (hex), a count over
+// broadcast.MaxAppendBatch, a length that does not fit, a payload that is
+// not a JSON object with members.
+func eachPositioned(rest []byte, fn func(Position, []byte)) bool {
 	line, body, ok := bytes.Cut(rest, []byte{'\n'})
 	fields := bytes.Fields(line)
-	if !ok || len(fields) < 2 || len(fields) > 3 {
-		x.b.decodeErrors.Add(1)
-		return
+	if !ok || len(fields) < 2 || len(fields) > 3 || !validEpoch(fields[1]) {
+		return false
 	}
 	off, err := strconv.ParseUint(string(fields[0]), 10, 64)
 	n := uint64(1)
 	if err == nil && len(fields) == 3 {
 		n, err = strconv.ParseUint(string(fields[2]), 10, 64)
 	}
-	if err != nil {
-		x.b.decodeErrors.Add(1)
-		return
+	if err != nil || off == 0 || n == 0 || n > broadcast.MaxAppendBatch || off > math.MaxUint64-n {
+		return false
 	}
-	epoch := string(fields[1])
-	for k := range n {
+	payloads := make([][]byte, 0, n)
+	for range n {
 		data := body
 		if len(fields) == 3 {
 			if data, body, ok = cutLength(body); !ok {
-				x.b.decodeErrors.Add(1)
-				return
+				return false
 			}
 		}
-		x.receiveOne(room, Position{Offset: off + k, Epoch: epoch}, data)
+		if !validObject(data) {
+			return false
+		}
+		payloads = append(payloads, data)
 	}
+	for k, data := range payloads {
+		fn(Position{Offset: off + uint64(k), Epoch: string(fields[1])}, data)
+	}
+	return true
+}
+
+// validEpoch: 1 to 32 lowercase hex digits, as history.NewEpoch makes them.
+func validEpoch(b []byte) bool {
+	if len(b) == 0 || len(b) > 32 {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // cutLength splits "<length>\n<payload>…" into the payload and the rest.
@@ -368,10 +304,6 @@ func cutLength(b []byte) (data, rest []byte, ok bool) {
 func (x *redisHistory) receiveOne(room string, pos Position, data []byte) {
 	if x.log.Has(room, pos) {
 		x.duplicates.Add(1)
-		return
-	}
-	if !validObject(data) {
-		x.b.decodeErrors.Add(1)
 		return
 	}
 	x.b.delivered.Add(1)

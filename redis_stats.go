@@ -28,6 +28,10 @@ type BroadcasterStats struct {
 	HistorySyncs, HistorySyncErrors uint64
 	HistoryRepaired, HistoryHoles   uint64
 	HistoryDuplicates               uint64
+	// HistoryRegressions counts times Redis was found behind what this pod
+	// delivered in the same epoch (it lost recent writes); each made the
+	// room start a new epoch.
+	HistoryRegressions uint64
 }
 
 // Stats returns the broadcaster's counters.
@@ -43,6 +47,7 @@ func (b *RedisBroadcaster) Stats() BroadcasterStats {
 		st.HistoryRooms, st.HistoryBytes = ls.Rooms, ls.Bytes
 		st.HistorySyncs, st.HistorySyncErrors = x.syncs.Load(), x.syncErrors.Load()
 		st.HistoryRepaired, st.HistoryHoles, st.HistoryDuplicates = ls.Repaired, ls.Holes, x.duplicates.Load()
+		st.HistoryRegressions = x.regressions.Load()
 	}
 	return st
 }

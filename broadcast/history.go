@@ -20,10 +20,17 @@ import (
 //
 // Append is atomic: the script increments the offset, creates the epoch if
 // the key has none (Redis lost it, or it is new: the stream is deleted then,
-// so an epoch never mixes with an older one), XADDs the payload under the ID
-// "0-<offset>" with its time, trims the stream to Size, renews the TTLs and
-// SPUBLISHes the envelope, in that order; so pods receive a key's payloads
-// in offset order, and a payload is in the stream before any pod gets it.
+// so an epoch never mixes with an older one), SPUBLISHes the envelope, XADDs
+// the payload under the ID "0-<offset>" with its time, trims the stream and
+// renews the TTLs, all in one script; so pods receive a key's payloads in
+// offset order, and no pod sees a payload the stream does not have (a
+// script's effects are seen all at once).
+//
+// Streams are trimmed by offset (XADD MINID ~): an entry holds one
+// append's payloads of a key (up to MaxAppendBatch), so a count of entries
+// would not bound the payloads; whole nodes of entries go at once, so a
+// stream holds somewhat more than Size payloads, and reads return exactly
+// the last Size. A read starts at most Size+MaxAppendBatch payloads back.
 //
 // The envelope sent is head + "<offset> <epoch>\n" + the payload, or for
 // several payloads of one key appended at once, head + "<first offset>
@@ -67,7 +74,9 @@ for i = 1, #KEYS / 2 do
   end
   redis.call('expire', m, metattl)
   local first = last - n + 1
-  local entry = {'xadd', s, 'MAXLEN', '~', size, '0-' .. first, 't', now}
+  local keep = last - tonumber(size) + 1 - 127
+  if keep < 1 then keep = 1 end
+  local entry = {'xadd', s, 'MINID', '~', '0-' .. keep, '0-' .. first, 't', now}
   if n == 1 then
     local data = ARGV[a + 2]
     entry[9], entry[10] = 'd', data
@@ -104,7 +113,8 @@ end
 redis.call('expire', KEYS[2], ARGV[3])
 local entries = {}
 if tonumber(ARGV[1]) < tonumber(o) then
-  entries = redis.call('xrange', KEYS[1], '0-' .. math.max(1, tonumber(ARGV[1]) + 1 - tonumber(ARGV[4])), '+')
+  local from = math.max(tonumber(ARGV[1]) + 1, tonumber(o) - tonumber(ARGV[5]) + 1) - tonumber(ARGV[4])
+  entries = redis.call('xrange', KEYS[1], '0-' .. math.max(1, from), '+')
 end
 return {o, ep, entries}
 `
@@ -170,6 +180,30 @@ type Appended struct {
 	Offset uint64
 	Epoch  string
 	Err    error
+}
+
+const newEpochScript = `
+if redis.call('hget', KEYS[2], 'e') == ARGV[1] then
+  redis.call('hset', KEYS[2], 'e', ARGV[2])
+  redis.call('del', KEYS[1])
+  return 1
+end
+return 0
+`
+
+var newEpochLua = newScript(newEpochScript)
+
+// NewEpoch makes key's history start over in epoch next if it is still in
+// epoch old: its stream is emptied, its offsets go on. A pod calls it when
+// it finds Redis behind what it delivered in the same epoch (Redis lost
+// recent writes: a restart from an old snapshot, a failover), so that the
+// offsets Redis gives again cannot be taken for ones delivered already.
+func (b *Bus) NewEpoch(ctx context.Context, key, old, next string) error {
+	keys := [][]string{b.HistoryKeys(key)}
+	if err := b.run(ctx, newEpochLua, keys, [][]string{{old, next}})[0].Error(); err != nil {
+		return fmt.Errorf("broadcast: new epoch of %s: %w", keys[0][0], err)
+	}
+	return nil
 }
 
 // MaxAppendBatch is the most items one Append may carry for one key (a
@@ -277,7 +311,7 @@ type StreamEntry struct {
 // A key with no position gets one (offset 0, epoch newEpoch).
 func (b *Bus) Fetch(ctx context.Context, o HistoryOptions, key string, after uint64, newEpoch string) (off uint64, epoch string, entries []StreamEntry, err error) {
 	keys := [][]string{b.HistoryKeys(key)}
-	args := [][]string{{strconv.FormatUint(after, 10), newEpoch, strconv.FormatInt(int64(o.MetaTTL.Seconds()), 10), strconv.Itoa(MaxAppendBatch)}}
+	args := [][]string{{strconv.FormatUint(after, 10), newEpoch, strconv.FormatInt(int64(o.MetaTTL.Seconds()), 10), strconv.Itoa(MaxAppendBatch), strconv.Itoa(o.Size)}}
 	vals, err := b.run(ctx, fetchLua, keys, args)[0].ToArray()
 	if err == nil && len(vals) != 3 {
 		err = fmt.Errorf("unexpected reply of %d values", len(vals))

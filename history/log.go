@@ -61,7 +61,9 @@ type Options struct {
 	// TTL is how long a message is kept. Default 5 minutes.
 	TTL time.Duration
 	// MaxBytes bounds the messages of all rooms together (their encoded
-	// size plus a small overhead each). Default 64 MiB.
+	// size plus 64 bytes each) and the rooms' positions (256 bytes each):
+	// past it the oldest messages go first, then the positions of the
+	// rooms idle longest. Default 64 MiB.
 	MaxBytes int64
 	// MetaTTL is how long a leader keeps an idle room's position after its
 	// last message. Default 24 hours.
@@ -118,7 +120,7 @@ type Log[T any] struct {
 	bytes   atomic.Int64
 	evictMu sync.Mutex // one eviction pass at a time
 
-	holes, resets, repaired atomic.Uint64
+	holes, resets, repaired, regressions, dropped atomic.Uint64
 }
 
 type stripe[T any] struct {
@@ -175,6 +177,9 @@ func (l *Log[T]) get(name string, create bool) *room[T] {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r = s.rooms[name]; r == nil || r.dead.Load() {
+		if r == nil {
+			l.bytes.Add(roomOverhead) // a dead one's is taken over
+		}
 		r = &room[T]{name: name, log: l}
 		if l.leader {
 			r.pos, r.known = Position{Epoch: NewEpoch()}, true
@@ -184,6 +189,9 @@ func (l *Log[T]) get(name string, create bool) *room[T] {
 	}
 	return r
 }
+
+// roomOverhead is what a room's position costs, counted in MaxBytes.
+const roomOverhead = 256
 
 // Stats are a log's figures.
 //
@@ -195,8 +203,10 @@ type Stats struct {
 	Bytes int64
 	// Holes counts messages a follower could not get (its source no longer
 	// had them); Resets epoch changes a follower saw; Repaired messages a
-	// follower delivered from a Sync (it had missed them).
-	Holes, Resets, Repaired uint64
+	// follower delivered from a Sync (it had missed them); Regressions
+	// reads that found the source behind what was delivered (it lost
+	// writes); Dropped messages refused as implausible (far ahead).
+	Holes, Resets, Repaired, Regressions, Dropped uint64
 }
 
 // Stats returns the log's figures.
@@ -208,7 +218,8 @@ func (l *Log[T]) Stats() Stats {
 		n += len(s.rooms)
 		s.mu.RUnlock()
 	}
-	return Stats{Rooms: n, Bytes: l.bytes.Load(), Holes: l.holes.Load(), Resets: l.resets.Load(), Repaired: l.repaired.Load()}
+	return Stats{Rooms: n, Bytes: l.bytes.Load(), Holes: l.holes.Load(), Resets: l.resets.Load(), Repaired: l.repaired.Load(),
+		Regressions: l.regressions.Load(), Dropped: l.dropped.Load()}
 }
 
 // Sweep drops messages older than TTL, and rooms idle past MetaTTL (leader)
@@ -219,11 +230,17 @@ func (l *Log[T]) Sweep(now time.Time) {
 		if !r.sweep(now) {
 			return
 		}
-		s := l.stripe(r.name)
-		s.mu.Lock()
-		if s.rooms[r.name] == r {
-			delete(s.rooms, r.name)
-		}
-		s.mu.Unlock()
+		l.forget(r)
 	})
+}
+
+// forget removes r, marked dead, from its stripe.
+func (l *Log[T]) forget(r *room[T]) {
+	s := l.stripe(r.name)
+	s.mu.Lock()
+	if s.rooms[r.name] == r {
+		delete(s.rooms, r.name)
+		l.bytes.Add(-roomOverhead)
+	}
+	s.mu.Unlock()
 }

@@ -1,6 +1,8 @@
 package history
 
 import (
+	"cmp"
+	"slices"
 	"time"
 )
 
@@ -44,7 +46,7 @@ func (l *Log[T]) Append(name string, build func(Position) (T, int)) Position {
 // Sync. A room the pod does not serve is ignored.
 func (l *Log[T]) Accept(name string, pos Position, v T, size int) (gap bool) {
 	r := l.get(name, false)
-	if r == nil {
+	if r == nil || pos.Offset == 0 {
 		return false
 	}
 	r.mu.Lock()
@@ -65,12 +67,20 @@ func (l *Log[T]) Serve(name string, on bool) (needSync bool) {
 		}
 		return false
 	}
-	r := l.get(name, true)
-	if r.active.Swap(true) {
-		return false
+	for {
+		r := l.get(name, true)
+		r.mu.Lock()
+		if r.dead.Load() { // swept between get and here: its successor takes the name
+			r.mu.Unlock()
+			continue
+		}
+		was := r.active.Swap(true)
+		if !was {
+			r.stale.Store(true)
+		}
+		r.mu.Unlock()
+		return !was
 	}
-	r.stale.Store(true)
-	return true
 }
 
 // Join runs fn under room's lock with what a joiner is told (with since, the
@@ -106,58 +116,88 @@ func (l *Log[T]) Join(name string, since *Position, fn func(View[T])) bool {
 		r.touched.Store(time.Now().UnixNano())
 		fn(v)
 		r.mu.Unlock()
+		l.bound() // a join may have added a position
 		return true
 	}
 }
 
-// Sync brings room in step with its source (follower only): cur is the
+// SyncResult says what a Sync found.
+//
+// It is a plain value.
+type SyncResult struct {
+	// Gap: messages are still held back after a gap; sync again shortly.
+	Gap bool
+	// Stale: the read was older than the room's epoch here (it moved on
+	// meanwhile) and was not applied; read again.
+	Stale bool
+	// Regressed: the source's position is behind what this pod delivered
+	// before the read, in the same epoch: the source lost recent writes,
+	// and the offsets after cur will be given again to other messages. The
+	// caller should make the source start a new epoch.
+	Regressed bool
+}
+
+// Sync brings room in step with its source (follower only): before is the
+// room's position here when the source was read (Position's), cur is the
 // source's position and entries its messages after some offset, ascending
 // and contiguous (the oldest may be missing, trimmed by the source), read at
 // once. What this pod had not delivered is delivered, in order; what the
-// source no longer has is given up (OnHole). Then fn, if not nil, runs under
-// the room's lock as in Join, with entries also used for the replay. Sync
-// reports whether messages are still held back after a gap.
-func (l *Log[T]) Sync(name string, cur Position, entries []Entry[T], since *Position, fn func(View[T])) (gap bool) {
+// source no longer has is given up (OnHole). A read from another epoch than
+// the room's here is applied only if the room's epoch did not change since
+// before (the source is the authority on epochs, but a read can be late).
+// Then fn, if not nil, runs under the room's lock as in Join, with entries
+// also used for the replay.
+func (l *Log[T]) Sync(name string, before, cur Position, entries []Entry[T], since *Position, fn func(View[T])) (res SyncResult) {
 	r := l.get(name, fn != nil)
 	if r == nil {
-		return false
+		return res
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.stale.Store(false)
 	switch {
+	case r.known && r.pos.Epoch != cur.Epoch && r.pos.Epoch != before.Epoch:
+		return SyncResult{Stale: true}
 	case !r.known:
-		// Messages that came while the position was unknown came after
-		// the pod subscribed: its members get them, and the source's
-		// entries between them and cur. The rest came before the pod
-		// served the room: kept for later joiners, not delivered.
-		start := cur.Offset
-		for off, h := range r.pending {
-			if h.epoch == cur.Epoch && off <= start {
-				start = off - 1
-			}
-		}
-		r.known, r.pos = true, Position{Offset: start, Epoch: cur.Epoch}
-		for _, e := range entries {
-			if e.Offset <= start {
-				r.pushLocked(e)
-			}
-		}
-		r.feedLocked(cur, entries)
+		r.startLocked(cur, entries)
 	case r.pos.Epoch != cur.Epoch:
 		l.resets.Add(1)
 		r.resetLocked(cur.Epoch)
-		fallthrough
+		r.feedLocked(cur, entries)
 	default:
+		if before.Epoch == cur.Epoch && cur.Offset < before.Offset {
+			l.regressions.Add(1)
+			res.Regressed = true
+		}
 		r.feedLocked(cur, entries)
 	}
-	gap = r.drainLocked()
+	r.stale.Store(false)
+	res.Gap = r.drainLocked()
 	if fn != nil {
 		v := r.viewLocked(since, entries)
 		r.touched.Store(time.Now().UnixNano())
 		fn(v)
 	}
-	return gap
+	return res
+}
+
+// startLocked places a room whose position was unknown. Messages that came
+// meanwhile came after the pod subscribed: its members get them, and the
+// source's entries between them and cur. The rest came before the pod served
+// the room: kept for later joiners, not delivered.
+func (r *room[T]) startLocked(cur Position, entries []Entry[T]) {
+	start := cur.Offset
+	for off, h := range r.pending {
+		if h.epoch == cur.Epoch && off > 0 && off <= start {
+			start = off - 1
+		}
+	}
+	r.known, r.pos = true, Position{Offset: start, Epoch: cur.Epoch}
+	for _, e := range entries {
+		if e.Offset <= start {
+			r.pushLocked(e)
+		}
+	}
+	r.feedLocked(cur, entries)
 }
 
 // feedLocked delivers entries after the room's position, up to cur, giving
@@ -192,7 +232,14 @@ func (r *room[T]) viewLocked(since *Position, extra []Entry[T]) View[T] {
 		return v
 	}
 	r.trimLocked(time.Now().Add(-r.log.opts.TTL).UnixNano())
-	replay := make([]T, 0, r.pos.Offset-since.Offset)
+	oldest := r.oldestLocked()
+	if len(extra) > 0 && (oldest == 0 || extra[0].Offset < oldest) {
+		oldest = extra[0].Offset
+	}
+	if oldest == 0 || since.Offset+1 < oldest {
+		return v // older than anything kept: no replay is possible
+	}
+	replay := make([]T, 0, min(r.pos.Offset-since.Offset, uint64(r.n+len(extra))))
 	next := since.Offset + 1
 	for _, e := range extra {
 		if e.Offset == next && e.Offset <= r.pos.Offset {
@@ -215,8 +262,9 @@ func (r *room[T]) viewLocked(since *Position, extra []Entry[T]) View[T] {
 }
 
 // bound keeps the log under MaxBytes: while it is over, the older half (by
-// age) of what is kept goes, room by room. One caller does it at a time;
-// the others go on.
+// age) of what is kept goes, room by room; with no message left, the older
+// half of the idle rooms' positions (clients of those rooms then get
+// recovered:false). One caller does it at a time; the others go on.
 func (l *Log[T]) bound() {
 	if l.bytes.Load() <= l.opts.MaxBytes || !l.evictMu.TryLock() {
 		return
@@ -229,7 +277,10 @@ func (l *Log[T]) bound() {
 		oldest := l.oldest()
 		now := time.Now().UnixNano()
 		if oldest == 0 || oldest >= now {
-			return
+			if !l.forgetIdle() {
+				return
+			}
+			continue
 		}
 		l.each(func(r *room[T]) {
 			r.mu.Lock()
@@ -237,6 +288,33 @@ func (l *Log[T]) bound() {
 			r.mu.Unlock()
 		})
 	}
+}
+
+// forgetIdle forgets the older half (by last use) of the rooms that keep no
+// message and are not served, and reports whether it forgot any.
+func (l *Log[T]) forgetIdle() bool {
+	var idle []*room[T]
+	l.each(func(r *room[T]) {
+		r.mu.Lock()
+		if r.n == 0 && (l.leader || !r.active.Load()) {
+			idle = append(idle, r)
+		}
+		r.mu.Unlock()
+	})
+	slices.SortFunc(idle, func(a, b *room[T]) int { return cmp.Compare(a.touched.Load(), b.touched.Load()) })
+	idle = idle[:(len(idle)+1)/2]
+	for _, r := range idle {
+		r.mu.Lock()
+		gone := r.n == 0 && (l.leader || !r.active.Load())
+		if gone {
+			r.dead.Store(true)
+		}
+		r.mu.Unlock()
+		if gone {
+			l.forget(r)
+		}
+	}
+	return len(idle) > 0
 }
 
 // oldest returns when the oldest kept message was stored (0: none).

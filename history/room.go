@@ -104,9 +104,10 @@ func (r *room[T]) acceptLocked(epoch string, e Entry[T]) (gap bool) {
 		return false
 	}
 	if epoch != r.pos.Epoch {
-		// The source lost the room's history and began a new epoch.
-		r.log.resets.Add(1)
-		r.resetLocked(epoch)
+		// Another epoch: the source lost the room's history (or this is a
+		// late copy from before). Only a read of the source decides which:
+		// report a gap, and the sync resets the room if it must.
+		return true
 	}
 	switch {
 	case e.Offset <= r.pos.Offset:
@@ -114,11 +115,18 @@ func (r *room[T]) acceptLocked(epoch string, e Entry[T]) (gap bool) {
 	case e.Offset == r.pos.Offset+1:
 		r.deliverLocked(e)
 		return r.drainLocked()
+	case e.Offset-r.pos.Offset > maxAhead:
+		r.log.dropped.Add(1) // implausible: a malformed or foreign envelope
+		return false
 	default:
 		r.holdLocked(epoch, e)
 		return true
 	}
 }
+
+// maxAhead is how far past the room's position a message may be held; one
+// further ahead is dropped as malformed.
+const maxAhead = 1 << 20
 
 // resetLocked starts epoch from offset 0, forgetting the old one.
 func (r *room[T]) resetLocked(epoch string) {

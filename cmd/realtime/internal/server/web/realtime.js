@@ -79,6 +79,9 @@ export class RealtimeClient {
     if (msg.room && typeof msg.offset === "number" && msg.epoch) {
       const pos = this.positions.get(msg.room);
       if (pos && pos.epoch === msg.epoch && msg.offset <= pos.offset) return false;
+      // A live message of another epoch: the room's history was lost (the
+      // server restarted without it): what came before may be missing.
+      if (pos && pos.epoch !== msg.epoch) this.onUnrecovered(msg.room);
       this.positions.set(msg.room, { offset: msg.offset, epoch: msg.epoch });
     }
     return true;

@@ -1,0 +1,202 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/realtimehub/realtime/internal/redistest"
+)
+
+// Regression tests for what a review of the history found; each failed on
+// the code before its fix.
+
+// tryChat returns the next chat message within d, or false.
+func tryChat(c *client, d time.Duration) (Message, bool) {
+	deadline := time.Now().Add(d)
+	for {
+		c.ws.SetReadDeadline(deadline)
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			return Message{}, false
+		}
+		var m Message
+		json.Unmarshal(b, &m)
+		if m.Type == MessageTypeChat {
+			return m, true
+		}
+	}
+}
+
+// A message published while a join of a room new to the pod is being read
+// (after the read, before the joiner is a member) was skipped (no member
+// yet): the pod stayed behind until a later message showed it missing, and
+// told joiners a position without it. Now the pod takes it: the joiner is
+// placed after it, and a rejoin from before it gets it.
+func TestMessageDuringJoinReadIsDelivered(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startPod(t, "a", redistest.Client(t, srv.Addr))
+	b := startPod(t, "b", redistest.Client(t, srv.Addr))
+	sender := dial(t, a.url, as("s"))
+	sender.joinSince("r", nil)
+	sendChats(sender, "r", 0, 3)
+	chatsUntil(t, sender, 0, `"m2"`)
+	other := "" // a room of r's partition, so that b listens to it already
+	for i := 0; other == ""; i++ {
+		if name := fmt.Sprint("x", i); b.rb.bus.Partition(name) == b.rb.bus.Partition("r") {
+			other = name
+		}
+	}
+	dial(t, b.url, as("w")).joinSince(other, nil)
+	waitListening(t, other, b)
+
+	b.rb.hist.afterJoinRead = func() {
+		b.rb.hist.afterJoinRead = nil
+		sendChats(sender, "r", 3, 4) // offset 4, published after b read the room
+		chatsUntil(t, sender, 3, `"m3"`)
+		time.Sleep(200 * time.Millisecond) // b has received it by now
+	}
+	reader := dial(t, b.url, as("u"))
+	ack := reader.joinSince("r", nil)
+	assert.Equal(t, uint64(4), ack.Offset, "the pod is not behind")
+	late := dial(t, b.url, as("v"))
+	lack := late.joinSince("r", &Position{Offset: 3, Epoch: ack.Epoch})
+	require.True(t, *lack.Recovered)
+	m, ok := tryChat(late, 3*time.Second)
+	require.True(t, ok, "the message published meanwhile is replayed")
+	assert.Equal(t, `"m3"`, string(m.Data))
+}
+
+// Redis restarted from a snapshot that lacks its last appends: same epoch,
+// offsets going back. The pods took the new messages at those offsets for
+// copies of delivered ones and dropped them, and a rejoin was told
+// recovered:true. Now the room starts a new epoch: nothing is dropped as a
+// copy, and a rejoin from before is told recovered:false.
+func TestRedisLosingRecentWritesStartsNewEpoch(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := redistest.Client(t, srv.Addr)
+	a := startPod(t, "a", redistest.Client(t, srv.Addr))
+	b := startPod(t, "b", redistest.Client(t, srv.Addr))
+	sender := dial(t, a.url, as("s"))
+	sender.joinSince("r", nil)
+	reader := dial(t, b.url, as("u"))
+	reader.joinSince("r", nil)
+	waitListening(t, "r", a, b)
+	sendChats(sender, "r", 0, 3)
+	chatsUntil(t, reader, 0, `"m2"`)
+	require.NoError(t, admin.Do(context.Background(), admin.B().Save().Build()).Error()) // snapshot at offset 3
+	sendChats(sender, "r", 3, 5)
+	last := chatsUntil(t, reader, 0+3, `"m4"`)
+	chatsUntil(t, sender, 0, `"m4"`)
+	srv.Kill()
+	srv.Restart() // loads the snapshot: offset 3, the same epoch
+	require.Eventually(t, func() bool { return a.rb.Ready() == nil && b.rb.Ready() == nil }, 15*time.Second, 50*time.Millisecond)
+	waitListening(t, "r", a, b)
+
+	var got Message
+	for i := 5; got.Epoch == "" || got.Epoch == last.Epoch; i++ {
+		require.Less(t, i, 60, "the room goes on in a new epoch")
+		sendChats(sender, "r", i, i+1)
+		if m, ok := tryChat(reader, 300*time.Millisecond); ok {
+			require.NotEqual(t, last.Epoch, m.Epoch, "nothing more in the old epoch: its offsets 4 and 5 were delivered already")
+			got = m
+		}
+	}
+	back := dial(t, b.url, as("u2"))
+	ack := back.joinSince("r", &Position{Offset: last.Offset, Epoch: last.Epoch})
+	assert.False(t, *ack.Recovered, "history was lost: told so")
+	assert.NotZero(t, a.rb.Stats().HistoryRegressions+b.rb.Stats().HistoryRegressions)
+}
+
+// A leave sent while the join waits for Redis cancels the join.
+func TestLeaveCancelsJoinWaitingForRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startPod(t, "a", redistest.Client(t, srv.Addr))
+	b := startPod(t, "b", redistest.Client(t, srv.Addr))
+	sender := dial(t, a.url, as("s"))
+	sender.joinSince("r", nil)
+	c := dial(t, b.url, as("u"))
+	srv.Stop() // the join waits for Redis
+	c.send(map[string]any{"type": "join", "room": "r"})
+	c.send(map[string]any{"type": "leave", "room": "r"})
+	left := c.readType(MessageTypeLeave)
+	assert.Equal(t, "r", left.Room, "the leave is acknowledged")
+	srv.Continue()
+	require.Eventually(t, func() bool { return b.rb.Ready() == nil }, 15*time.Second, 50*time.Millisecond)
+	time.Sleep(time.Second) // the join's read is done by now
+	sendChats(sender, "r", 0, 1)
+	_, ok := tryChat(c, 2*time.Second)
+	assert.False(t, ok, "a client that left gets nothing of the room")
+}
+
+// A join read while this pod still had the room in an older epoch read the
+// new epoch only after the old offset, and gave up messages Redis had.
+func TestJoinInStaleEpochReadsAll(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startPod(t, "a", redistest.Client(t, srv.Addr))
+	b := startPod(t, "b", redistest.Client(t, srv.Addr))
+	sender := dial(t, a.url, as("s"))
+	ack := sender.joinSince("r", nil)
+	member := dial(t, b.url, as("m"))
+	member.joinSince("r", nil)
+	waitListening(t, "r", a, b)
+	sendChats(sender, "r", 0, 3)
+	chatsUntil(t, member, 0, `"m2"`)
+	here, _, _ := b.rb.hist.log.Position("r")
+	b.rb.hist.log.Sync("r", here, Position{Offset: 50, Epoch: "0000"}, nil, nil, nil) // as if b had not seen Redis lose the room
+	holes := b.rb.Stats().HistoryHoles
+	joiner := dial(t, b.url, as("u"))
+	jack := joiner.joinSince("r", &Position{Offset: 1, Epoch: ack.Epoch})
+	assert.True(t, *jack.Recovered, "Redis keeps 2..3")
+	assert.Equal(t, holes, b.rb.Stats().HistoryHoles, "nothing Redis has is given up")
+}
+
+// An entry of a stream holds one batch of a room (up to 128 messages):
+// trimmed by count of entries, a stream kept far more than the history size.
+func TestStreamKeepsAboutSizeMessages(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := redistest.Client(t, srv.Addr)
+	a := startPod(t, "a", redistest.Client(t, srv.Addr), WithHistory(10, time.Minute))
+	var senders []*client
+	for i := range 20 {
+		c := dial(t, a.url, as(fmt.Sprint("s", i)))
+		c.joinSince("r", nil)
+		senders = append(senders, c)
+	}
+	done := make(chan struct{})
+	for i, c := range senders {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for k := range 100 {
+				b, _ := json.Marshal(map[string]any{"type": "chat", "room": "r", "data": fmt.Sprint(i, "-", k)})
+				c.ws.WriteMessage(websocket.TextMessage, b)
+			}
+		}()
+	}
+	for range senders {
+		<-done
+	}
+	var last uint64
+	require.Eventually(t, func() bool { // until the room stops moving
+		off, _, _ := a.rb.hist.log.Position("r")
+		settled := off.Offset == last && off.Offset > 500
+		last = off.Offset
+		return settled
+	}, 20*time.Second, 300*time.Millisecond)
+	raw, err := admin.Do(context.Background(), admin.B().Xrange().Key(a.rb.bus.HistoryKeys("r")[0]).Start("-").End("+").Build()).ToArray()
+	require.NoError(t, err)
+	msgs := 0
+	for _, e := range raw {
+		parts, _ := e.ToArray()
+		fields, _ := parts[1].ToArray()
+		msgs += (len(fields) - 2) / 2
+	}
+	t.Logf("history size 10: the stream holds %d messages in %d entries", msgs, len(raw))
+	assert.LessOrEqual(t, msgs, 10+2*128+100, "about the size: whole nodes and the last batch's entry go at once")
+}
