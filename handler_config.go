@@ -163,9 +163,11 @@ type HandlerConfig struct {
 	// HistoryTTL is how long a kept message stays recoverable. Default: 5m.
 	HistoryTTL time.Duration
 	// HistoryMaxBytes bounds the kept messages of all rooms on this pod
-	// (encoded size plus 64 bytes each); past it the oldest go first. A
-	// room's position (80 bytes or so) outlives its messages by 24 hours, so
-	// that a client of a quiet room still recovers. Default: 64 MiB.
+	// (encoded size plus 64 bytes each) and their positions (256 bytes
+	// each); past it the oldest messages go first, then the positions of
+	// the rooms idle longest. A room's position outlives its messages by 24
+	// hours, so that a client of a quiet room still recovers. Default:
+	// 64 MiB.
 	HistoryMaxBytes int64
 
 	// PodID prefixes the IDs of this handler's connections and messages, so
