@@ -39,13 +39,14 @@ func startHistoryPod(b *testing.B, name, addr string, rooms []string, member fun
 		hub.Register(c)
 		hub.JoinRoom(c, room)
 	}
-	require.Eventually(b, func() bool {
+	require.Eventually(b, func() bool { // listening, and (with history) each room read once: in step
 		for _, r := range rooms {
 			if !rb.Listening(r) {
 				return false
 			}
 		}
-		return rb.Ready() == nil
+		st := rb.Stats()
+		return rb.Ready() == nil && (st.HistoryRooms == 0 || st.HistorySyncs >= uint64(len(rooms)))
 	}, 10*time.Second, 10*time.Millisecond)
 	return historyPod{hub: hub, rb: rb}
 }
