@@ -120,15 +120,11 @@ func newPositionedFrame(payload []byte, room string, off uint64, epoch string) *
 	return &Frame{wire: wire, hdr: hdr, room: room, off: off}
 }
 
-// positionedFrame is f's message at its place in room's history.
+// positionedFrame is f's message at its place in room's history. Its
+// Message is decoded from the JSON if ever asked for (only a Connection that
+// is not a FrameSender needs it).
 func positionedFrame(f *Frame, room string, off uint64, epoch string) *Frame {
-	p := newPositionedFrame(f.Payload(), room, off, epoch)
-	if f.msg != nil {
-		m := *f.msg
-		m.Offset, m.Epoch = off, epoch
-		p.msg = &m
-	}
-	return p
+	return newPositionedFrame(f.Payload(), room, off, epoch)
 }
 
 // Message returns the message the frame encodes. It is shared: do not modify.

@@ -3,6 +3,7 @@ package realtime
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -301,10 +302,13 @@ func (b *RedisBroadcaster) receive(direct bool, env []byte) {
 		b.decodeErrors.Add(1)
 		return
 	}
-	positioned := len(data) > 0 && data[0] >= '0' && data[0] <= '9'
-	if string(origin) == b.pod && !positioned {
-		return // delivered locally when it was published
+	if string(origin) == b.pod {
+		// Delivered here when it was published (or, with history, from the
+		// append's reply; one whose reply was lost shows as a gap at the
+		// next message or resubscription, and is read from the stream).
+		return
 	}
+	positioned := len(data) > 0 && data[0] >= '0' && data[0] <= '9'
 	if positioned && b.hist != nil {
 		b.hist.receive(string(key), data) // for the rooms the pod serves, joins in progress included
 		return
@@ -315,6 +319,10 @@ func (b *RedisBroadcaster) receive(direct bool, env []byte) {
 	}
 	if positioned { // kept by pods with history; this one keeps none: delivered as they come
 		if !eachPositioned(data, func(pos Position, payload []byte) {
+			if !json.Valid(payload) {
+				b.decodeErrors.Add(1)
+				return
+			}
 			b.delivered.Add(1)
 			b.deliverRoom(string(key), newPositionedFrame(payload, string(key), pos.Offset, pos.Epoch))
 		}) {
