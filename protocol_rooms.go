@@ -42,7 +42,7 @@ func (h *Handler) join(c *conn, room string, data json.RawMessage) {
 	if h.hist.join(room, since, admit) {
 		return
 	}
-	if !h.isMember(c, room) && len(h.rooms.Rooms(c)) >= h.cfg.MaxRoomsPerConn {
+	if rooms := h.rooms.Rooms(c); !slices.Contains(rooms, room) && len(rooms) >= h.cfg.MaxRoomsPerConn {
 		h.sendError(c, ErrCodeTooManyRooms, fmt.Sprintf("at most %d rooms per connection", h.cfg.MaxRoomsPerConn))
 		return // before Redis is asked anything for it
 	}
@@ -158,8 +158,8 @@ func (h *Handler) joinPlain(c *conn, room string) {
 // join event goes out before c is a member, so that c gets one join
 // message, its acknowledgement.
 func (h *Handler) admitMember(c *conn, room string, since *Position, v historyView) {
-	if !h.isMember(c, room) {
-		if len(h.rooms.Rooms(c)) >= h.cfg.MaxRoomsPerConn {
+	if rooms := h.rooms.Rooms(c); !slices.Contains(rooms, room) {
+		if len(rooms) >= h.cfg.MaxRoomsPerConn {
 			h.sendError(c, ErrCodeTooManyRooms, fmt.Sprintf("at most %d rooms per connection", h.cfg.MaxRoomsPerConn))
 			return
 		}

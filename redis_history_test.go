@@ -75,10 +75,26 @@ func TestRecoveryAcrossPods(t *testing.T) {
 // read the missing messages from the room's stream and deliver them in
 // order before newer ones. Clients lose nothing and see nothing twice.
 func TestGapRepairAfterPubsubKill(t *testing.T) {
-	srv := redistest.Start(t)
-	admin := redistest.Client(t, srv.Addr)
-	a := startPod(t, "a", redistest.Client(t, srv.Addr))
-	b := startPod(t, "b", redistest.Client(t, srv.Addr))
+	onSingleAndCluster(t, gapRepairAfterPubsubKill)
+}
+
+// onSingleAndCluster runs test against one redis-server and against a
+// 3-master Redis Cluster; clients(i) is the client for pod i, admin reaches
+// every node (Nodes).
+func onSingleAndCluster(t *testing.T, test func(t *testing.T, admin rueidis.Client, clients func(i int) rueidis.Client)) {
+	t.Run("single", func(t *testing.T) {
+		srv := redistest.Start(t)
+		test(t, redistest.Client(t, srv.Addr), func(int) rueidis.Client { return redistest.Client(t, srv.Addr) })
+	})
+	t.Run("cluster", func(t *testing.T) {
+		addrs := redistest.StartCluster(t, 3)
+		test(t, redistest.Client(t, addrs[0]), func(i int) rueidis.Client { return redistest.Client(t, addrs[i%len(addrs)]) })
+	})
+}
+
+func gapRepairAfterPubsubKill(t *testing.T, admin rueidis.Client, clients func(i int) rueidis.Client) {
+	a := startPod(t, "a", clients(0))
+	b := startPod(t, "b", clients(1))
 	sender := dial(t, a.url, as("s"))
 	sender.joinSince("r", nil)
 	readers := []*client{dial(t, a.url, as("ua")), dial(t, b.url, as("ub"))}
@@ -93,8 +109,10 @@ func TestGapRepairAfterPubsubKill(t *testing.T) {
 		for i := range n {
 			sender.send(map[string]any{"type": "chat", "room": "r", "data": fmt.Sprint("m", i)})
 			if i%60 == 30 {
-				cmd := admin.B().Arbitrary("CLIENT", "KILL", "TYPE", "pubsub").Build()
-				assert.NoError(t, admin.Do(context.Background(), cmd).Error())
+				for _, node := range admin.Nodes() {
+					cmd := node.B().Arbitrary("CLIENT", "KILL", "TYPE", "pubsub").Build()
+					assert.NoError(t, node.Do(context.Background(), cmd).Error())
+				}
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -176,7 +194,7 @@ func TestRedisHistoryBounds(t *testing.T) {
 	chatsUntil(t, s, 0, `"m11"`)
 	n, err := client.Do(context.Background(), client.B().Xlen().Key(a.rb.bus.HistoryKeys("r")[0]).Build()).AsInt64()
 	require.NoError(t, err)
-	assert.LessOrEqual(t, n, int64(5+100), "trimmed by whole nodes of 100 (MAXLEN ~); reads keep the last 5 exactly")
+	assert.LessOrEqual(t, n, int64(5+100), "trimmed by whole nodes (MINID ~); reads keep the last 5 exactly")
 	ttl, err := client.Do(context.Background(), client.B().Pttl().Key(a.rb.bus.HistoryKeys("r")[0]).Build()).AsInt64()
 	require.NoError(t, err)
 	assert.InDelta(t, time.Minute.Milliseconds(), ttl, 5000, "the stream expires a TTL after its last message")
@@ -193,9 +211,14 @@ func TestRedisHistoryBounds(t *testing.T) {
 // Messages to a user's personal room reach the user's connections on every
 // pod, and a device that was away recovers them on any pod.
 func TestUserRoomAcrossPods(t *testing.T) {
-	srv := redistest.Start(t)
-	a := startPod(t, "a", redistest.Client(t, srv.Addr))
-	b := startPod(t, "b", redistest.Client(t, srv.Addr))
+	onSingleAndCluster(t, func(t *testing.T, _ rueidis.Client, clients func(i int) rueidis.Client) {
+		userRoomAcrossPods(t, clients(0), clients(1))
+	})
+}
+
+func userRoomAcrossPods(t *testing.T, ca, cb rueidis.Client) {
+	a := startPod(t, "a", ca)
+	b := startPod(t, "b", cb)
 	room := UserRoom("alice")
 	phone, laptop := dial(t, a.url, as("alice")), dial(t, b.url, as("alice"))
 	phone.joinSince(room, nil)
@@ -250,4 +273,3 @@ func TestRecoveryCluster(t *testing.T) {
 	}
 }
 
-var _ rueidis.Client
