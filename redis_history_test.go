@@ -272,4 +272,3 @@ func TestRecoveryCluster(t *testing.T) {
 		chatsUntil(t, back, 3, `"m5"`)
 	}
 }
-
