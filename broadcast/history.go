@@ -1,6 +1,7 @@
 package broadcast
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
@@ -54,17 +55,19 @@ type HistoryOptions struct {
 }
 
 // appendScript appends payloads to the histories of the rooms KEYS names
-// as (stream, position) pairs, all of one partition, and publishes each:
+// as (stream, position) pairs, all of one partition, and publishes them:
 // after six common arguments, ARGV holds for each room its envelope head,
-// its count n and its n payloads. It returns each room's first offset and
-// epoch: a room's position is read and renewed once per call.
+// its count n and its payloads as one blob (the payload itself for n = 1,
+// else n × "<length>\n<payload>", built by the caller). The blob is the
+// stream entry's "d" and the envelope's body, so the script does no work per
+// payload. It returns each room's first offset and epoch.
 const appendScript = `
 local ch, size, ttl, metattl, now, newep = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local out = {}
 local a = 7
 for i = 1, #KEYS / 2 do
   local s, m = KEYS[2 * i - 1], KEYS[2 * i]
-  local head, n = ARGV[a], tonumber(ARGV[a + 1])
+  local head, n, blob = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
   local last = redis.call('hincrby', m, 'o', n)
   local ep = redis.call('hget', m, 'e')
   if not ep then
@@ -76,27 +79,15 @@ for i = 1, #KEYS / 2 do
   local first = last - n + 1
   local keep = last - tonumber(size) + 1 - 127
   if keep < 1 then keep = 1 end
-  local entry = {'xadd', s, 'MINID', '~', '0-' .. keep, '0-' .. first, 't', now}
   if n == 1 then
-    local data = ARGV[a + 2]
-    entry[9], entry[10] = 'd', data
-    redis.call('spublish', ch, head .. first .. ' ' .. ep .. '\n' .. data)
+    redis.call('spublish', ch, head .. first .. ' ' .. ep .. '\n' .. blob)
   else
-    local env = {head, first, ' ', ep, ' ', n, '\n'}
-    for k = 0, n - 1 do
-      local data = ARGV[a + 2 + k]
-      entry[#entry + 1] = 'd'
-      entry[#entry + 1] = data
-      env[#env + 1] = #data
-      env[#env + 1] = '\n'
-      env[#env + 1] = data
-    end
-    redis.call('spublish', ch, table.concat(env))
+    redis.call('spublish', ch, head .. first .. ' ' .. ep .. ' ' .. n .. '\n' .. blob)
   end
-  redis.call(unpack(entry))
+  redis.call('xadd', s, 'MINID', '~', '0-' .. keep, '0-' .. first, 't', now, 'n', n, 'd', blob)
   redis.call('pexpire', s, ttl)
   out[i] = {first, ep}
-  a = a + 2 + n
+  a = a + 3
 end
 return out
 `
@@ -246,14 +237,11 @@ func (b *Bus) Append(ctx context.Context, o HistoryOptions, items []AppendItem, 
 	keys := make([][]string, len(groups))
 	args := make([][]string, len(groups))
 	for gi, g := range groups {
-		args[gi] = append(make([]string, 0, 6+2*len(g.keys)+len(items)), b.PartitionChannel(b.Partition(g.keys[0])), size, ttl, meta, now, newEpoch())
+		args[gi] = append(make([]string, 0, 6+3*len(g.keys)), b.PartitionChannel(b.Partition(g.keys[0])), size, ttl, meta, now, newEpoch())
 		for _, key := range g.keys {
 			idx := g.of[key]
 			keys[gi] = append(keys[gi], b.HistoryKeys(key)...)
-			args[gi] = append(args[gi], b.pod+"\n"+key+"\n", strconv.Itoa(len(idx)))
-			for _, i := range idx {
-				args[gi] = append(args[gi], rueidis.BinaryString(items[i].Payload)) // no copy: payloads are not changed (Append's contract)
-			}
+			args[gi] = append(args[gi], b.pod+"\n"+key+"\n", strconv.Itoa(len(idx)), blob(items, idx))
 		}
 	}
 	for gi, r := range b.run(ctx, appendLua, keys, args) {
@@ -279,6 +267,25 @@ func (b *Bus) Append(ctx context.Context, o HistoryOptions, items []AppendItem, 
 			}
 		}
 	}
+}
+
+// blob is the payloads of items[idx] as one string: the payload itself for
+// one, else each as "<length>\n<payload>" (see the History notes).
+func blob(items []AppendItem, idx []int) string {
+	if len(idx) == 1 {
+		return rueidis.BinaryString(items[idx[0]].Payload) // no copy: payloads are not changed (Append's contract)
+	}
+	n := 0
+	for _, i := range idx {
+		n += len(items[i].Payload) + 8
+	}
+	b := make([]byte, 0, n)
+	for _, i := range idx {
+		b = strconv.AppendInt(b, int64(len(items[i].Payload)), 10)
+		b = append(b, '\n')
+		b = append(b, items[i].Payload...)
+	}
+	return rueidis.BinaryString(b)
 }
 
 // appended reads one {offset, epoch} of the append script's reply.
@@ -337,8 +344,8 @@ func (b *Bus) Fetch(ctx context.Context, o HistoryOptions, key string, after uin
 	return off, epoch, entries, nil
 }
 
-// parseEntry reads one XRANGE entry: ["0-<first offset>", ["t", ms, "d",
-// data, "d", data…]], the messages of one append of one room.
+// parseEntry reads one XRANGE entry: ["0-<first offset>", ["t", ms, "n",
+// count, "d", blob]], the payloads of one append of one key (see blob).
 func parseEntry(r rueidis.RedisMessage) []StreamEntry {
 	parts, err := r.ToArray()
 	if err != nil || len(parts) != 2 {
@@ -352,7 +359,8 @@ func parseEntry(r rueidis.RedisMessage) []StreamEntry {
 	}
 	fields, _ := parts[1].ToArray()
 	var at int64
-	var out []StreamEntry
+	n := 1
+	var data string
 	for i := 0; i+1 < len(fields); i += 2 {
 		name, _ := fields[i].ToString()
 		val, _ := fields[i+1].ToString()
@@ -360,9 +368,40 @@ func parseEntry(r rueidis.RedisMessage) []StreamEntry {
 		case "t":
 			ms, _ := strconv.ParseInt(val, 10, 64)
 			at = ms * int64(time.Millisecond)
+		case "n":
+			n, _ = strconv.Atoi(val)
 		case "d":
-			out = append(out, StreamEntry{Offset: off + uint64(len(out)), At: at, Data: []byte(val)})
+			data = val
 		}
 	}
+	payloads, ok := splitBlob([]byte(data), n)
+	if !ok {
+		return nil
+	}
+	out := make([]StreamEntry, len(payloads))
+	for k, p := range payloads {
+		out[k] = StreamEntry{Offset: off + uint64(k), At: at, Data: p}
+	}
 	return out
+}
+
+// splitBlob undoes blob for n payloads.
+func splitBlob(b []byte, n int) ([][]byte, bool) {
+	if n == 1 {
+		return [][]byte{b}, len(b) > 0
+	}
+	if n < 1 || n > MaxAppendBatch {
+		return nil, false
+	}
+	out := make([][]byte, 0, n)
+	for range n {
+		num, rest, ok := bytes.Cut(b, []byte{'\n'})
+		size, err := strconv.Atoi(string(num))
+		if !ok || err != nil || size < 0 || size > len(rest) {
+			return nil, false
+		}
+		out = append(out, rest[:size])
+		b = rest[size:]
+	}
+	return out, true
 }
