@@ -210,7 +210,9 @@ func (b *RedisBroadcaster) appendHistory(ctx context.Context, frames []*Frame, i
 			continue
 		}
 		last = Position{Offset: out[k].Offset, Epoch: out[k].Epoch}
-		b.hist.accept(room, last, positionedFrame(frames[i], room, out[k].Offset, out[k].Epoch))
+		if b.hist.serves(room) { // else nobody here to deliver to
+			b.hist.accept(room, last, positionedFrame(frames[i], room, out[k].Offset, out[k].Epoch))
+		}
 	}
 	return last
 }

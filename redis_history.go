@@ -74,7 +74,7 @@ func newRedisHistory(b *RedisBroadcaster, o history.Options) *redisHistory {
 		wake: make(chan struct{}, 1),
 	}
 	x.log = history.NewFollower(o, b.deliverRoom)
-	x.opts = broadcast.HistoryOptions{Size: x.log.Options().Size, TTL: x.log.Options().TTL, MetaTTL: x.log.Options().MetaTTL}
+	x.opts = broadcast.HistoryOptions{Size: x.log.Options().Size, TTL: x.log.Options().TTL, MetaTTL: x.log.Options().MetaTTL}.Prepared()
 	x.log.OnHole = x.hole
 	return x
 }
@@ -222,14 +222,19 @@ const gapWait = 20 * time.Millisecond
 // Message encodes (the history splices members in front of the first).
 func validObject(b []byte) bool { return len(b) > 2 && b[0] == '{' && b[1] == '"' && json.Valid(b) }
 
+// serves reports whether the pod serves room: it has members in it, or a
+// join of it is in progress.
+func (x *redisHistory) serves(room string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.refs[room] > 0
+}
+
 // receive takes an envelope's positioned payloads for room, if the pod
 // serves it (has members in it, or a join of it is in progress: a message
 // skipped then would wait for the next one to be noticed missing).
 func (x *redisHistory) receive(room string, data []byte) {
-	x.mu.Lock()
-	served := x.refs[room] > 0
-	x.mu.Unlock()
-	if !served {
+	if !x.serves(room) {
 		x.b.skipped.Add(1)
 		return
 	}

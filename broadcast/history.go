@@ -3,6 +3,7 @@ package broadcast
 import (
 	"bytes"
 	"context"
+	"slices"
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
@@ -52,6 +53,8 @@ type HistoryOptions struct {
 	TTL time.Duration
 	// MetaTTL is how long a key's position outlives its last payload.
 	MetaTTL time.Duration
+
+	args [3]string // the above as script arguments, once made
 }
 
 // appendScript appends payloads to the histories of the rooms KEYS names
@@ -130,7 +133,12 @@ func (b *Bus) run(ctx context.Context, s script, keys, args [][]string) []rueidi
 	for i := range keys {
 		cmds[i] = b.client.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(keys[i]))).Key(keys[i]...).Arg(args[i]...).Build()
 	}
-	res := b.client.DoMulti(ctx, cmds...)
+	var res []rueidis.RedisResult
+	if len(cmds) == 1 {
+		res = []rueidis.RedisResult{b.client.Do(ctx, cmds[0])} // Do shares round trips with other callers' commands
+	} else {
+		res = b.client.DoMulti(ctx, cmds...)
+	}
 	var again []int
 	for i, r := range res {
 		if err, ok := rueidis.IsRedisErr(r.Error()); ok && err.IsNoScript() {
@@ -213,33 +221,16 @@ func (b *Bus) Append(ctx context.Context, o HistoryOptions, items []AppendItem, 
 		b.Append(ctx, o, items[:MaxAppendBatch], out, newEpoch)
 		items, out = items[MaxAppendBatch:], out[MaxAppendBatch:]
 	}
-	type group struct {
-		keys []string // rooms in order of first appearance
-		of   map[string][]int
-	}
-	var groups []*group
-	byPart := map[int]*group{}
-	for i, it := range items {
-		p := b.Partition(it.Key)
-		g := byPart[p]
-		if g == nil {
-			g = &group{of: map[string][]int{}}
-			byPart[p] = g
-			groups = append(groups, g)
-		}
-		if _, ok := g.of[it.Key]; !ok {
-			g.keys = append(g.keys, it.Key)
-		}
-		g.of[it.Key] = append(g.of[it.Key], i)
-	}
+	groups := groupItems(b, items)
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	size, ttl, meta := strconv.Itoa(o.Size), strconv.FormatInt(o.TTL.Milliseconds(), 10), strconv.FormatInt(int64(o.MetaTTL.Seconds()), 10)
+	size, ttl, meta := o.strings()
+	epoch := newEpoch() // for a key with none: one per call is enough (keys are distinct)
 	keys := make([][]string, len(groups))
 	args := make([][]string, len(groups))
 	for gi, g := range groups {
-		args[gi] = append(make([]string, 0, 6+3*len(g.keys)), b.PartitionChannel(b.Partition(g.keys[0])), size, ttl, meta, now, newEpoch())
-		for _, key := range g.keys {
-			idx := g.of[key]
+		args[gi] = append(make([]string, 0, 6+3*len(g.keys)), b.PartitionChannel(b.Partition(g.keys[0])), size, ttl, meta, now, epoch)
+		for k, key := range g.keys {
+			idx := g.of[k]
 			keys[gi] = append(keys[gi], b.HistoryKeys(key)...)
 			args[gi] = append(args[gi], b.pod+"\n"+key+"\n", strconv.Itoa(len(idx)), blob(items, idx))
 		}
@@ -250,12 +241,12 @@ func (b *Bus) Append(ctx context.Context, o HistoryOptions, items []AppendItem, 
 		if err == nil && len(vals) != len(g.keys) {
 			err = fmt.Errorf("unexpected reply of %d values", len(vals))
 		}
-		for k, key := range g.keys {
+		for k := range g.keys {
 			first := Appended{Err: err}
 			if err == nil {
 				first = appended(vals[k])
 			}
-			for n, i := range g.of[key] {
+			for n, i := range g.of[k] {
 				out[i] = first
 				if first.Err != nil {
 					b.publishErrors.Add(1)
@@ -267,6 +258,58 @@ func (b *Bus) Append(ctx context.Context, o HistoryOptions, items []AppendItem, 
 			}
 		}
 	}
+}
+
+// appendGroup is the items of one partition: its keys in order of first
+// appearance, and each key's items (of[k] for keys[k]).
+type appendGroup struct {
+	part int
+	keys []string
+	of   [][]int
+}
+
+// groupItems groups items by partition and key, in order. Batches are small
+// (at most MaxAppendBatch): linear searches beat maps here.
+func groupItems(b *Bus, items []AppendItem) []*appendGroup {
+	var groups []*appendGroup
+	for i, it := range items {
+		p := b.Partition(it.Key)
+		var g *appendGroup
+		for _, x := range groups {
+			if x.part == p {
+				g = x
+				break
+			}
+		}
+		if g == nil {
+			g = &appendGroup{part: p}
+			groups = append(groups, g)
+		}
+		k := slices.Index(g.keys, it.Key)
+		if k < 0 {
+			k = len(g.keys)
+			g.keys = append(g.keys, it.Key)
+			g.of = append(g.of, nil)
+		}
+		g.of[k] = append(g.of[k], i)
+	}
+	return groups
+}
+
+// Prepared returns o with its script arguments made, so that each Append
+// need not make them again.
+func (o HistoryOptions) Prepared() HistoryOptions {
+	o.strings()
+	return o
+}
+
+// strings returns the bounds as the scripts take them (made once if o was
+// Prepared).
+func (o *HistoryOptions) strings() (size, ttl, meta string) {
+	if o.args[0] == "" {
+		o.args = [3]string{strconv.Itoa(o.Size), strconv.FormatInt(o.TTL.Milliseconds(), 10), strconv.FormatInt(int64(o.MetaTTL.Seconds()), 10)}
+	}
+	return o.args[0], o.args[1], o.args[2]
 }
 
 // blob is the payloads of items[idx] as one string: the payload itself for

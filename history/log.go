@@ -24,6 +24,7 @@ package history
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,11 +152,23 @@ func newLog[T any](o Options, leader bool, deliver func(string, T)) *Log[T] {
 func (l *Log[T]) Options() Options { return l.opts }
 
 // NewEpoch returns a fresh random epoch.
+// Epochs are 8 random hex digits drawn once per process followed by a
+// counter in hex: unique across processes and within one, and cheap (an
+// epoch is drawn for every append batch, in case the room has none).
 func NewEpoch() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+	b := make([]byte, 0, 24)
+	b = append(b, epochPrefix...)
+	return string(strconv.AppendUint(b, epochSeq.Add(1), 16))
 }
+
+var (
+	epochPrefix = func() string {
+		b := make([]byte, 4)
+		rand.Read(b)
+		return hex.EncodeToString(b)
+	}()
+	epochSeq atomic.Uint64
+)
 
 func (l *Log[T]) stripe(name string) *stripe[T] {
 	return &l.stripes[xxhash.Sum64String(name)%uint64(len(l.stripes))]
