@@ -3,10 +3,10 @@ package broadcast
 import (
 	"bytes"
 	"context"
-	"slices"
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
