@@ -253,7 +253,15 @@ func (x *redisHistory) receive(room string, data []byte) {
 // delivers is valid JSON: most are copies of ones delivered already.)
 func eachPositioned(rest []byte, fn func(Position, []byte)) bool {
 	line, body, ok := bytes.Cut(rest, []byte{'\n'})
-	fields := bytes.Fields(line)
+	var f [4][]byte // "<offset> <epoch>" or "<first> <epoch> <n>"
+	nf := 0
+	for field := range bytes.FieldsSeq(line) {
+		if nf == len(f) {
+			return false
+		}
+		f[nf], nf = field, nf+1
+	}
+	fields := f[:nf]
 	if !ok || len(fields) < 2 || len(fields) > 3 || !validEpoch(fields[1]) {
 		return false
 	}

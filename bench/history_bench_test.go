@@ -151,7 +151,9 @@ func (c *latencyConn) SendFrame(f *realtime.Frame) bool {
 // BenchmarkHistoryCrossPodLatency: pod A publishes 10,000 messages a second
 // for two seconds to 100 rooms, each with a member on pod B, which records
 // the time from publish to its member's queue; with history (the default)
-// and without, same redis-server. Run it with -benchtime 1x.
+// and without, same redis-server. Messages go to Redis the way the handler
+// sends them: through 16 lanes by room, each relaying what has queued up as
+// one batch (relayLanes). Run it with -benchtime 1x.
 func BenchmarkHistoryCrossPodLatency(b *testing.B) {
 	srv := redistest.Start(b)
 	const rate, seconds = 10_000, 2
@@ -166,24 +168,67 @@ func BenchmarkHistoryCrossPodLatency(b *testing.B) {
 				member := func(id string) realtime.Connection { return &latencyConn{id: id, got: got} }
 				send := startHistoryPod(b, "a", srv.Addr, nil, member, mode.opts...)
 				startHistoryPod(b, "b", srv.Addr, rooms, member, mode.opts...)
+				lanes, errs, stop := relayLanes(send.rb)
 				b.ResetTimer()
 				start := time.Now()
-				var errs atomic.Int64
 				for i := range rate * seconds {
 					time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / rate)))
-					go func() { // publishers are concurrent, as the pipeline's lanes are
-						msg := &realtime.Message{Type: "chat", Room: rooms[i%len(rooms)], From: "a.1",
-							Data: []byte(`{"t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `}`), Timestamp: time.Now()}
-						if send.rb.Publish(context.Background(), msg) != nil {
-							errs.Add(1)
-						}
-					}()
+					room := rooms[i%len(rooms)]
+					f, err := realtime.NewFrame(&realtime.Message{Type: "chat", Room: room, From: "a.1",
+						Data: []byte(`{"t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `}`), Timestamp: time.Now()})
+					require.NoError(b, err)
+					lanes[xxhash.Sum64String(room)%uint64(len(lanes))] <- f
 				}
 				lat := collectLatencies(got, rate*seconds, 5*time.Second)
 				b.StopTimer()
+				stop()
 				reportLatencies(b, lat, rate*seconds)
 				b.ReportMetric(float64(errs.Load()), "publish-errors")
 			}
 		})
+	}
+}
+
+// relayLanes starts 16 lanes that relay frames through rb as the handler's
+// publish pipeline does: each takes what has queued (up to 128) and sends it
+// as one batch. stop closes the lanes and waits for them.
+func relayLanes(rb *realtime.RedisBroadcaster) (lanes []chan *realtime.Frame, errs *atomic.Int64, stop func()) {
+	errs = new(atomic.Int64)
+	var wg sync.WaitGroup
+	lanes = make([]chan *realtime.Frame, 16)
+	for i := range lanes {
+		q := make(chan *realtime.Frame, 512)
+		lanes[i] = q
+		wg.Go(func() {
+			batch := make([]*realtime.Frame, 0, 128)
+			errsOut := make([]error, 128)
+			for f := range q {
+				batch = append(batch[:0], f)
+			more:
+				for len(batch) < 128 {
+					select {
+					case g, ok := <-q:
+						if !ok {
+							break more
+						}
+						batch = append(batch, g)
+					default:
+						break more
+					}
+				}
+				rb.Relay(context.Background(), batch, errsOut[:len(batch)])
+				for _, err := range errsOut[:len(batch)] {
+					if err != nil {
+						errs.Add(1)
+					}
+				}
+			}
+		})
+	}
+	return lanes, errs, func() {
+		for _, q := range lanes {
+			close(q)
+		}
+		wg.Wait()
 	}
 }

@@ -160,8 +160,24 @@ func (b *Bus) run(ctx context.Context, s script, keys, args [][]string) []rueidi
 
 // HistoryKeys returns key's stream and position keys.
 func (b *Bus) HistoryKeys(key string) []string {
-	tag := b.opts.Prefix + ".{p" + strconv.Itoa(b.Partition(key)) + "}"
-	return []string{tag + ".h." + key, tag + ".m." + key}
+	buf := make([]byte, 0, 2*(len(b.opts.Prefix)+len(key)+12))
+	buf = b.appendTag(buf, key)
+	buf = append(buf, ".h."...)
+	buf = append(buf, key...)
+	n := len(buf)
+	buf = b.appendTag(buf, key)
+	buf = append(buf, ".m."...)
+	buf = append(buf, key...)
+	both := string(buf) // one allocation for the two
+	return []string{both[:n], both[n:]}
+}
+
+// appendTag appends key's partition hash tag part, "<prefix>.{p<n>}".
+func (b *Bus) appendTag(buf []byte, key string) []byte {
+	buf = append(buf, b.opts.Prefix...)
+	buf = append(buf, ".{p"...)
+	buf = strconv.AppendInt(buf, int64(b.Partition(key)), 10)
+	return append(buf, '}')
 }
 
 // AppendItem is one payload of Append: a JSON object for Key's history,
@@ -268,9 +284,15 @@ type appendGroup struct {
 	of   [][]int
 }
 
+// onlyFirst is the items of a batch of one (shared, never changed).
+var onlyFirst = []int{0}
+
 // groupItems groups items by partition and key, in order. Batches are small
 // (at most MaxAppendBatch): linear searches beat maps here.
 func groupItems(b *Bus, items []AppendItem) []*appendGroup {
+	if len(items) == 1 {
+		return []*appendGroup{{part: b.Partition(items[0].Key), keys: []string{items[0].Key}, of: [][]int{onlyFirst}}}
+	}
 	var groups []*appendGroup
 	for i, it := range items {
 		p := b.Partition(it.Key)
