@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -83,10 +84,10 @@ for i = 1, #KEYS / 2 do
   end
   redis.call('xadd', s, 'MINID', '~', '0-' .. keep, '0-' .. first, 't', now, 'n', n, 'd', blob)
   redis.call('pexpire', s, ttl)
-  out[i] = {first, ep}
+  out[i] = first .. ' ' .. ep
   a = a + 3
 end
-return out
+return table.concat(out, ' ')
 `
 
 // HistoryKeys returns key's stream and position keys.
@@ -160,14 +161,15 @@ func (b *Bus) Append(ctx context.Context, o HistoryOptions, items []AppendItem, 
 	}
 	for gi, r := range b.run(ctx, appendLua, keys, args) {
 		g := groups[gi]
-		vals, err := r.ToArray()
-		if err == nil && len(vals) != len(g.keys) {
-			err = fmt.Errorf("unexpected reply of %d values", len(vals))
+		reply, err := r.ToString() // "<first offset> <epoch>" per key, space-separated
+		fields := strings.Fields(reply)
+		if err == nil && len(fields) != 2*len(g.keys) {
+			err = fmt.Errorf("unexpected reply %q", reply)
 		}
 		for k := range g.keys {
 			first := Appended{Err: err}
 			if err == nil {
-				first = appended(vals[k])
+				first = appended(fields[2*k], fields[2*k+1])
 			}
 			for n, i := range g.of[k] {
 				out[i] = first
@@ -260,16 +262,11 @@ func blob(items []AppendItem, idx []int) string {
 	return rueidis.BinaryString(b)
 }
 
-// appended reads one {offset, epoch} of the append script's reply.
-func appended(v rueidis.RedisMessage) Appended {
-	pair, err := v.ToArray()
-	if err != nil || len(pair) != 2 {
-		return Appended{Err: fmt.Errorf("bad reply")}
+// appended reads one "<offset> <epoch>" of the append script's reply.
+func appended(offset, epoch string) Appended {
+	off, err := strconv.ParseUint(offset, 10, 64)
+	if err != nil || off == 0 || epoch == "" {
+		return Appended{Err: fmt.Errorf("bad reply %q %q", offset, epoch)}
 	}
-	off, err1 := pair[0].AsInt64()
-	epoch, err2 := pair[1].ToString()
-	if err1 != nil || err2 != nil || off <= 0 {
-		return Appended{Err: fmt.Errorf("bad reply")}
-	}
-	return Appended{Offset: uint64(off), Epoch: epoch}
+	return Appended{Offset: off, Epoch: epoch}
 }
