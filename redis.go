@@ -15,7 +15,6 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/realtimehub/realtime/broadcast"
-	"github.com/realtimehub/realtime/history"
 )
 
 // RedisBroadcaster is the Broadcaster over Redis sharded pub/sub (package
@@ -179,42 +178,6 @@ func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
 	}
 	b.deliverRoom(msg.Room, f)
 	return b.bus.Publish(ctx, msg.Room, b.envelope(msg.Room, f))
-}
-
-// appendHistory appends frames[idx[k]] to their rooms' histories in Redis,
-// which publishes them, and hands each that got its place to this pod's log
-// (which delivers it here, in order); errs[idx[k]] is set for each that
-// failed.
-func (b *RedisBroadcaster) appendHistory(ctx context.Context, frames []*Frame, idx []int, errs []error) (last Position) {
-	items := make([]broadcast.AppendItem, len(idx))
-	before := make([]Position, len(idx)) // each room's position here before the append
-	for k, i := range idx {
-		room := frames[i].Message().Room
-		items[k] = broadcast.AppendItem{Key: room, Payload: frames[i].Payload()}
-		before[k], _, _ = b.hist.log.Position(room)
-	}
-	out := make([]broadcast.Appended, len(items))
-	b.bus.Append(ctx, b.hist.opts, items, out, history.NewEpoch)
-	for k, i := range idx {
-		if out[k].Err != nil {
-			errs[i] = out[k].Err
-			continue
-		}
-		room := items[k].Key
-		if out[k].Epoch == before[k].Epoch && out[k].Offset <= before[k].Offset {
-			// Redis gave an offset this pod delivered before it asked: it
-			// lost recent writes. The message would be taken for a copy
-			// of that one: tell the sender, and start a new epoch.
-			errs[i] = fmt.Errorf("%w: room %q offset %d", errHistoryRegressed, room, out[k].Offset)
-			b.hist.newEpoch(room, before[k].Epoch)
-			continue
-		}
-		last = Position{Offset: out[k].Offset, Epoch: out[k].Epoch}
-		if b.hist.serves(room) { // else nobody here to deliver to
-			b.hist.accept(room, last, positionedFrame(frames[i], room, out[k].Offset, out[k].Epoch))
-		}
-	}
-	return last
 }
 
 // publishDirect delivers f to the connection to: here if this pod owns it,
