@@ -161,6 +161,9 @@ func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
 	if msg.ID == "" {
 		msg.ID = newMessageID(b.pod)
 	}
+	if b.hist != nil && b.hist.keeps(msg) {
+		msg.Offset, msg.Epoch = 0, "" // a Message published again: its place is given anew
+	}
 	f, err := NewFrame(msg)
 	if err != nil {
 		return err

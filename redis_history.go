@@ -373,8 +373,11 @@ func (b *RedisBroadcaster) appendHistory(ctx context.Context, frames []*Frame, i
 			errs[i] = out[k].Err
 			if b.hist.serves(room) {
 				// The script may have run with its reply lost (a time-out):
-				// this pod skips its own envelopes, so it reads the room.
+				// this pod skips its own envelopes, so it reads the room,
+				// now and once more later (a read on another connection
+				// may run before a stalled script).
 				b.hist.scheduleSync(room)
+				time.AfterFunc(historyTimeout, func() { b.hist.scheduleSync(room) })
 			}
 			continue
 		}

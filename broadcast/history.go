@@ -35,7 +35,8 @@ import (
 // several payloads of one key appended at once, head + "<first offset>
 // <epoch> <n>\n" and then each payload as "<length>\n<payload>"; the
 // stream entry of one append of a key holds the same bytes after its "0-<first
-// offset>" ID, time "t" and count "n", as "d".
+// offset>" ID, time "t" and count "n", as "b". (Entries written before, with
+// one "d" per payload, are still read.)
 
 // HistoryOptions bounds each key's stream.
 //
@@ -57,7 +58,7 @@ type HistoryOptions struct {
 // after six common arguments, ARGV holds for each room its envelope head,
 // its count n and its payloads as one blob (the payload itself for n = 1,
 // else n × "<length>\n<payload>", built by the caller). The blob is the
-// stream entry's "d" and the envelope's body, so the script does no work per
+// stream entry's "b" and the envelope's body, so the script does no work per
 // payload. It returns each room's first offset and epoch.
 const appendScript = `
 local ch, size, ttl, metattl, now, newep = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -82,7 +83,7 @@ for i = 1, #KEYS / 2 do
   else
     redis.call('spublish', ch, head .. first .. ' ' .. ep .. ' ' .. n .. '\n' .. blob)
   end
-  redis.call('xadd', s, 'MINID', '~', '0-' .. keep, '0-' .. first, 't', now, 'n', n, 'd', blob)
+  redis.call('xadd', s, 'MINID', '~', '0-' .. keep, '0-' .. first, 't', now, 'n', n, 'b', blob)
   redis.call('pexpire', s, ttl)
   out[i] = first .. ' ' .. ep
   a = a + 3

@@ -96,7 +96,8 @@ func (b *Bus) Fetch(ctx context.Context, o HistoryOptions, key string, after uin
 }
 
 // parseEntry reads one XRANGE entry: ["0-<first offset>", ["t", ms, "n",
-// count, "d", blob]], the payloads of one append of one key (see blob).
+// count, "b", blob]], the payloads of one append of one key (see blob), or
+// an entry written before blobs, with one "d" field per payload.
 func parseEntry(r rueidis.RedisMessage) []StreamEntry {
 	parts, err := r.ToArray()
 	if err != nil || len(parts) != 2 {
@@ -111,7 +112,8 @@ func parseEntry(r rueidis.RedisMessage) []StreamEntry {
 	fields, _ := parts[1].ToArray()
 	var at int64
 	n := 1
-	var data string
+	var blob string
+	var payloads [][]byte
 	for i := 0; i+1 < len(fields); i += 2 {
 		name, _ := fields[i].ToString()
 		val, _ := fields[i+1].ToString()
@@ -121,13 +123,16 @@ func parseEntry(r rueidis.RedisMessage) []StreamEntry {
 			at = ms * int64(time.Millisecond)
 		case "n":
 			n, _ = strconv.Atoi(val)
+		case "b":
+			blob = val
 		case "d":
-			data = val
+			payloads = append(payloads, []byte(val))
 		}
 	}
-	payloads, ok := splitBlob([]byte(data), n)
-	if !ok {
-		return nil
+	if payloads == nil {
+		if payloads, ok = splitBlob([]byte(blob), n); !ok {
+			return nil
+		}
 	}
 	out := make([]StreamEntry, len(payloads))
 	for k, p := range payloads {

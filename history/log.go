@@ -152,18 +152,18 @@ func newLog[T any](o Options, leader bool, deliver func(string, T)) *Log[T] {
 func (l *Log[T]) Options() Options { return l.opts }
 
 // NewEpoch returns a fresh random epoch.
-// Epochs are 8 random hex digits drawn once per process followed by a
+// Epochs are 16 random hex digits drawn once per process followed by a
 // counter in hex: unique across processes and within one, and cheap (an
 // epoch is drawn for every append batch, in case the room has none).
 func NewEpoch() string {
-	b := make([]byte, 0, 24)
+	b := make([]byte, 0, 32)
 	b = append(b, epochPrefix...)
 	return string(strconv.AppendUint(b, epochSeq.Add(1), 16))
 }
 
 var (
 	epochPrefix = func() string {
-		b := make([]byte, 4)
+		b := make([]byte, 8)
 		rand.Read(b)
 		return hex.EncodeToString(b)
 	}()

@@ -106,7 +106,8 @@ func (r *room[T]) acceptLocked(epoch string, e Entry[T]) (gap bool) {
 	if epoch != r.pos.Epoch {
 		// Another epoch: the source lost the room's history (or this is a
 		// late copy from before). Only a read of the source decides which:
-		// report a gap, and the sync resets the room if it must.
+		// mark the room due for one (stale) and report a gap.
+		r.stale.Store(true)
 		return true
 	}
 	switch {
