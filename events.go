@@ -103,26 +103,17 @@ func (e *roomEvents) close() {
 // single event now (a small room, as clients have always had), false when
 // events are off or the room is big (the change is then counted in the
 // room's next members_diff). The room's size is its member count on this pod.
-func (h *Handler) announce(room, typ string) bool {
+func (h *Handler) announce(room, typ string) bool { return h.announceAt(room, typ, 0) }
+
+// announceAt is announce for a room that will have extra more members than
+// it has now (a joiner announced before it is a member counts itself in).
+func (h *Handler) announceAt(room, typ string, extra int) bool {
 	if h.cfg.DisableJoinLeaveEvents {
 		return false
 	}
-	if h.hub.RoomCount(room) <= h.cfg.JoinEventsMaxMembers {
+	if h.hub.RoomCount(room)+extra <= h.cfg.JoinEventsMaxMembers {
 		return true
 	}
 	h.eng.events.add(room, typ)
-	return false
-}
-
-// announceJoin is announce for a join decided before the joiner is a member
-// (it counts the joiner in).
-func (h *Handler) announceJoin(room string) bool {
-	if h.cfg.DisableJoinLeaveEvents {
-		return false
-	}
-	if h.hub.RoomCount(room)+1 <= h.cfg.JoinEventsMaxMembers {
-		return true
-	}
-	h.eng.events.add(room, MessageTypeJoin)
 	return false
 }

@@ -64,8 +64,9 @@ func roomOwner(room string) (string, bool) {
 	return strings.CutPrefix(room, UserRoomPrefix)
 }
 
-// keepsHistory reports whether msg enters its room's history: a message to
-// a room that is not an event.
+// keepsHistory reports whether msg enters its room's history (where there
+// is one): a message to a room that is not an event. Such a message is
+// delivered, on every pod, only once it has its place.
 func keepsHistory(msg *Message) bool {
 	if msg.Room == "" || msg.To != "" {
 		return false
@@ -82,9 +83,6 @@ func keepsHistory(msg *Message) bool {
 // (one pod), or the RedisBroadcaster's. Its methods may be called
 // concurrently.
 type historian interface {
-	// keeps reports whether msg enters history; such a message is
-	// delivered, on every pod, only once it has its position.
-	keeps(msg *Message) bool
 	// join runs fn under room's lock with what a joiner with since is told,
 	// if that is known here; see history.Log.Join.
 	join(room string, since *Position, fn func(historyView)) bool
@@ -106,8 +104,6 @@ func newMemHistory(h *Handler) *memHistory {
 	m.lastSweep.Store(time.Now().UnixNano())
 	return m
 }
-
-func (m *memHistory) keeps(msg *Message) bool { return keepsHistory(msg) }
 
 func (m *memHistory) join(room string, since *Position, fn func(historyView)) bool {
 	return m.log.Join(room, since, fn)

@@ -69,7 +69,7 @@ func (h *Handler) relay(c *conn, key string, msg *Message) {
 	var local func()
 	// A message the broadcaster keeps in history is delivered here, as on
 	// every pod, once it has its place (Relay).
-	if h.eng.pipe.relayer != nil && msg.To == "" && (h.hist == nil || !h.hist.keeps(msg)) {
+	if h.eng.pipe.relayer != nil && msg.To == "" && (h.hist == nil || !keepsHistory(msg)) {
 		local = func() { h.deliverLocal(msg.Room, f) }
 	}
 	if !h.eng.pipe.submit(key, pubJob{f: f, from: c}, local) {

@@ -163,7 +163,7 @@ func (h *Handler) admitMember(c *conn, room string, since *Position, v historyVi
 			h.sendError(c, ErrCodeTooManyRooms, fmt.Sprintf("at most %d rooms per connection", h.cfg.MaxRoomsPerConn))
 			return
 		}
-		if h.announceJoin(room) {
+		if h.announceAt(room, MessageTypeJoin, 1) {
 			h.deliver(c, h.eventMessage(c, MessageTypeJoin, room))
 		}
 	}

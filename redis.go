@@ -161,7 +161,7 @@ func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
 	if msg.ID == "" {
 		msg.ID = newMessageID(b.pod)
 	}
-	if b.hist != nil && b.hist.keeps(msg) {
+	if b.hist != nil && keepsHistory(msg) {
 		msg.Offset, msg.Epoch = 0, "" // a Message published again: its place is given anew
 	}
 	f, err := NewFrame(msg)
@@ -171,7 +171,7 @@ func (b *RedisBroadcaster) Publish(ctx context.Context, msg *Message) error {
 	if msg.To != "" {
 		return b.publishDirect(ctx, msg.To, f)
 	}
-	if b.hist != nil && b.hist.keeps(msg) {
+	if b.hist != nil && keepsHistory(msg) {
 		var errs [1]error
 		pos := b.appendHistory(ctx, []*Frame{f}, []int{0}, errs[:])
 		if errs[0] == nil {
@@ -217,7 +217,7 @@ func (b *RedisBroadcaster) Relay(ctx context.Context, frames []*Frame, errs []er
 		errs[i] = nil
 		m := f.Message()
 		switch target := podOf(m.To); {
-		case b.hist != nil && b.hist.keeps(m):
+		case b.hist != nil && keepsHistory(m):
 			kept = append(kept, i)
 			continue
 		case m.To == "":

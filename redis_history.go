@@ -45,7 +45,7 @@ type redisHistory struct {
 	// Redis, before the join is admitted, to widen that window on purpose.
 	afterJoinRead func()
 
-	syncs, syncErrors, fetches, duplicates, holes, regressions atomic.Uint64
+	syncs, syncErrors, duplicates, regressions atomic.Uint64
 }
 
 // pendingJoin is a join waiting for its room to be read from Redis.
@@ -80,8 +80,6 @@ func newRedisHistory(b *RedisBroadcaster, o history.Options) *redisHistory {
 	x.log.OnHole = x.hole
 	return x
 }
-
-func (x *redisHistory) keeps(msg *Message) bool { return keepsHistory(msg) }
 
 func (x *redisHistory) join(room string, since *Position, fn func(historyView)) bool {
 	return x.log.Join(room, since, fn)
@@ -333,7 +331,6 @@ func (x *redisHistory) receiveOne(room string, pos Position, data []byte) {
 // hole tells room's members on this pod that messages from..to could not be
 // had (Redis no longer kept them): they should reload the room's state.
 func (x *redisHistory) hole(room string, from, to uint64) {
-	x.holes.Add(to - from + 1)
 	x.b.logger.Warn("realtime: room history has a hole", "room", room, "from", from, "to", to)
 	data, _ := json.Marshal(HistoryGapData{Event: "history_gap", Room: room, From: from, To: to})
 	f, err := NewFrame(&Message{ID: newMessageID(x.b.pod), Type: MessageTypeSystem, Room: room, From: "system", Data: data, Timestamp: time.Now().UTC()})

@@ -170,7 +170,6 @@ func (x *redisHistory) newEpoch(room, old string) {
 
 // fetch reads room's position and its messages after offset after.
 func (x *redisHistory) fetch(room string, after uint64, timeout time.Duration) (Position, []history.Entry[*Frame], error) {
-	x.fetches.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	off, epoch, raw, err := x.b.bus.Fetch(ctx, x.opts, room, after, history.NewEpoch())
