@@ -29,6 +29,20 @@ func chatsUntil(t *testing.T, c *client, after uint64, end string) (last Message
 	}
 }
 
+// senderAndReader starts pods a and b on srv, with a sender on a and a
+// reader on b, both in room "r", and waits until both pods listen to it.
+func senderAndReader(t *testing.T, srv *redistest.Server) (a, b *pod, sender, reader *client) {
+	t.Helper()
+	a = startPod(t, "a", redistest.Client(t, srv.Addr))
+	b = startPod(t, "b", redistest.Client(t, srv.Addr))
+	sender = dial(t, a.url, as("s"))
+	sender.joinSince("r", nil)
+	reader = dial(t, b.url, as("u"))
+	reader.joinSince("r", nil)
+	waitListening(t, "r", a, b)
+	return a, b, sender, reader
+}
+
 func sendChats(c *client, room string, from, to int) {
 	for i := from; i < to; i++ {
 		c.send(map[string]any{"type": "chat", "room": room, "data": fmt.Sprint("m", i)})
@@ -138,13 +152,7 @@ func TestRedisRestartWithAndWithoutData(t *testing.T) {
 				extra = []string{"--appendonly", "yes", "--appendfsync", "always"}
 			}
 			srv := redistest.Start(t, extra...)
-			a := startPod(t, "a", redistest.Client(t, srv.Addr))
-			b := startPod(t, "b", redistest.Client(t, srv.Addr))
-			sender := dial(t, a.url, as("s"))
-			sender.joinSince("r", nil)
-			reader := dial(t, b.url, as("u"))
-			reader.joinSince("r", nil)
-			waitListening(t, "r", a, b)
+			a, b, sender, reader := senderAndReader(t, srv)
 			sendChats(sender, "r", 0, 5)
 			last := chatsUntil(t, reader, 0, `"m4"`)
 			chatsUntil(t, sender, 0, `"m4"`)
