@@ -116,11 +116,12 @@ type chaosPod struct {
 }
 
 // start starts the pod (again) and waits up to 20 s for /readyz, which
-// follows its link to Redis.
+// follows its link to Redis. The pods run the server's defaults (rate
+// limit, room limit, history): each client is in one room and each
+// publisher sends a few messages a second, within them.
 func (p *chaosPod) start(ctx context.Context) error {
 	args := []string{"-addr", p.shared, "-reuseport", "-admin-addr", p.admin, "-redis", p.redisAddr,
 		"-insecure-dev-auth", "-pod-id", fmt.Sprintf("pod%d", p.idx)}
-	args = append(args, serverArgs...)
 	logPath := filepath.Join(p.outDir, fmt.Sprintf("chaos-pod%d.%d.log", p.idx, p.starts))
 	cmd, err := startLogged(p.bin, args, logPath)
 	if err != nil {
