@@ -113,18 +113,23 @@ func (m *memHistory) joinLater(room string, since *Position, fn func(historyView
 	m.log.Join(room, since, fn) // a leader always answers
 }
 
-// append gives msg its room's next position, encodes it, keeps it and
-// delivers it to the room, in offset order.
-func (m *memHistory) append(msg *Message) {
-	m.log.Append(msg.Room, func(pos Position) (*Frame, int) {
-		msg.Offset, msg.Epoch = pos.Offset, pos.Epoch
-		f, err := NewFrame(msg)
-		if err != nil {
-			f = newTextFrame(msg, []byte(`{}`)) // a Message always encodes; keep the offsets gapless anyway
-		}
-		return f, len(f.wire)
+// append encodes msg, gives it its room's next position, keeps it and
+// delivers it to the room, in offset order. The JSON is encoded before the
+// room's lock is taken; under it the position is only spliced in. A message
+// that does not encode (ErrEncode) takes no position.
+func (m *memHistory) append(msg *Message) error {
+	msg.Offset, msg.Epoch = 0, "" // a Message published again gets its place anew
+	f, err := NewFrame(msg)
+	if err != nil {
+		return err
+	}
+	pos := m.log.Append(msg.Room, func(pos Position) (*Frame, int) {
+		p := positionedFrame(f, msg.Room, pos.Offset, pos.Epoch)
+		return p, len(p.wire)
 	})
+	msg.Offset, msg.Epoch = pos.Offset, pos.Epoch // for the caller (Handler.Publish)
 	m.sweepSometimes()
+	return nil
 }
 
 // sweepSometimes drops expired messages and forgotten rooms every 10 s, on a

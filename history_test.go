@@ -173,3 +173,18 @@ func TestUserRoom(t *testing.T) {
 }
 
 var _ = time.Second
+
+// A message that does not encode is refused with ErrEncode and takes no
+// place: the room's next message gets the next offset (it used to be
+// delivered as {} with an offset).
+func TestPublishBadDataTakesNoOffset(t *testing.T) {
+	ts := historyServer(t, httpDoor, HandlerConfig{})
+	c := dial(t, ts.url, as("u"))
+	c.joinSince("r", nil)
+	err := ts.handler.Publish(t.Context(), &Message{Type: "notification", Room: "r", Data: json.RawMessage(`{not json`)})
+	require.ErrorIs(t, err, ErrEncode)
+	require.NoError(t, ts.handler.Publish(t.Context(), &Message{Type: "notification", Room: "r", Data: json.RawMessage(`1`)}))
+	m := c.readType("notification")
+	assert.Equal(t, uint64(1), m.Offset)
+	assert.Equal(t, `1`, string(m.Data))
+}

@@ -48,7 +48,9 @@ func (h *Handler) direct(c *conn, in *inbound) {
 func (h *Handler) deliver(c *conn, msg *Message) {
 	if h.cfg.Broadcaster == nil {
 		if h.mem != nil && keepsHistory(msg) {
-			h.mem.append(msg) // offset given, kept and delivered in order
+			if err := h.mem.append(msg); err != nil { // offset given, kept and delivered in order
+				h.logger.Error("realtime: publish", "type", msg.Type, "err", err)
+			}
 			return
 		}
 		h.hub.Broadcast(msg)
@@ -133,7 +135,7 @@ func (h *Handler) Publish(ctx context.Context, msg *Message) error {
 			return fmt.Errorf("%w: %q", ErrNoSuchConnection, msg.To)
 		}
 	case h.mem != nil && keepsHistory(msg):
-		h.mem.append(msg)
+		return h.mem.append(msg)
 	default:
 		h.hub.Broadcast(msg)
 	}
