@@ -35,9 +35,13 @@ const (
 // context that reads and writes it, so a descriptor number is never reused
 // under a running syscall.
 type conn struct {
-	id, userID string
-	h          *Handler
-	nc         net.Conn // fallback transport, or nil
+	id    string
+	ident atomic.Pointer[Identity] // nil: anonymous
+	h     *Handler
+	nc    net.Conn // fallback transport, or nil
+	// nextOfUser links the connections of one user on this handler (the
+	// handler's user index, guarded by its shard's lock).
+	nextOfUser *conn
 
 	lastRead atomic.Int64 // unix nanoseconds of the last bytes read
 	fd       int32        // owned descriptor, or -1
@@ -78,8 +82,13 @@ var (
 // ID returns the connection's ID: the handler's pod ID, a dot, and a counter.
 func (c *conn) ID() string { return c.id }
 
-// UserID returns the user ID Authenticate gave, or "" for anonymous.
-func (c *conn) UserID() string { return c.userID }
+// UserID returns the user ID authentication gave, or "" for anonymous.
+func (c *conn) UserID() string {
+	if id := c.ident.Load(); id != nil {
+		return id.UserID
+	}
+	return ""
+}
 
 // Send encodes msg and queues it. It returns false if the connection is
 // closing or its queue is full (the connection is then closed as a slow

@@ -13,7 +13,7 @@ import (
 
 // attach turns an upgraded socket into a registered connection. early holds
 // bytes the client sent right behind its handshake (its first frames).
-func (h *Handler) attach(nc net.Conn, userID string, early []byte) {
+func (h *Handler) attach(nc net.Conn, id *Identity, early []byte) {
 	if h.eng.stopping.Load() {
 		nc.Close()
 		return
@@ -23,7 +23,7 @@ func (h *Handler) attach(nc net.Conn, userID string, early []byte) {
 		nc.Close()
 		return
 	}
-	c := h.newConn(userID)
+	c := h.newConn(id)
 	c.adopt(nc)
 	// Until the socket is registered, the connection is "scheduled" so that
 	// nothing runs its task: frames queued meanwhile wait in pend.
@@ -45,13 +45,15 @@ func (h *Handler) attach(nc net.Conn, userID string, early []byte) {
 
 // newConn returns a connection with a fresh ID: "<pod>.<n>", so that the ID
 // names the pod that owns it.
-func (h *Handler) newConn(userID string) *conn {
+func (h *Handler) newConn(id *Identity) *conn {
 	c := &conn{
-		id:     h.cfg.PodID + "." + strconv.FormatUint(h.connSeq.Add(1), 36),
-		userID: userID,
-		h:      h,
-		fd:     -1,
-		hbPos:  -1,
+		id:    h.cfg.PodID + "." + strconv.FormatUint(h.connSeq.Add(1), 36),
+		h:     h,
+		fd:    -1,
+		hbPos: -1,
+	}
+	if id != nil && id != anonymous {
+		c.ident.Store(id)
 	}
 	c.rd.MaxMessageSize = h.cfg.MaxMessageSize
 	c.lastRead.Store(time.Now().UnixNano())
@@ -74,9 +76,8 @@ func (c *conn) adopt(nc net.Conn) {
 
 // arrived records c's user as online and greets the client.
 func (h *Handler) arrived(c *conn) {
-	if h.userOnline(c) {
-		h.recordOnline(c.userID, true)
-	}
+	h.userArrived(c)
+	h.watchExpiry(c)
 	h.sendConnected(c)
 }
 
@@ -115,7 +116,7 @@ func (c *conn) startGoroutine() {
 }
 
 // detach undoes attach after the socket is released: unregister, leave
-// events, offline presence.
+// events, presence.
 func (h *Handler) detach(c *conn, cause error) {
 	mu := h.memberLock(c)
 	mu.Lock() // a join running on the command pool lands before this, or sees c closed
@@ -132,14 +133,8 @@ func (h *Handler) detach(c *conn, cause error) {
 		}
 		h.recordMember(room, c, -1)
 	}
-	if h.userOffline(c) {
-		h.recordOnline(c.userID, false)
-		for _, room := range rooms {
-			if h.hub.RoomCount(room) <= h.cfg.JoinEventsMaxMembers { // big rooms: members_diff
-				h.presenceEvent(c, room, PresenceOffline)
-			}
-		}
-	}
+	h.forgetExpiry(c)
+	h.userLeft(c, rooms) // offline, later, unless the user comes back
 	h.stats.closed.Add(1)
 	if cause != nil && !isPeerGone(cause) {
 		h.logger.Debug("realtime: connection ended", "conn", c.id, "err", cause)

@@ -69,7 +69,7 @@ func (e *engine) start() {
 		if !e.h.cfg.DisableJoinLeaveEvents {
 			e.events = newRoomEvents(e.h)
 		}
-		if e.h.cfg.AuthorizeJoin != nil || e.h.cfg.AuthorizePublish != nil {
+		if e.h.cfg.hasCommandHooks() {
 			e.cmds = newCommandRunner(e.h)
 		}
 		e.hbDone.Go(func() { e.hb.run(&e.h.cfg, e.stopHB) })

@@ -38,6 +38,10 @@ var (
 	ErrEncode = errors.New("realtime: cannot encode message")
 	// ErrFrameJSON: NewFrameJSON was given bytes that are not valid JSON.
 	ErrFrameJSON = errors.New("realtime: frame payload is not valid JSON")
+	// ErrBadUserID: a user ID that cannot be addressed: empty, over
+	// MaxUserIDLength, or with control characters (Handler.PublishToUser,
+	// DisconnectUser).
+	ErrBadUserID = errors.New("realtime: user ID must be 1-256 bytes without control characters")
 	// ErrBadPodID: a pod ID has characters other than letters, digits, '-'
 	// and '_' (NewHandler panics with it).
 	ErrBadPodID = errors.New("realtime: pod ID may hold only letters, digits, '-' and '_'")

@@ -28,6 +28,17 @@ type MembersDiffData struct {
 type MembersData struct {
 	Count int      `json:"count"`
 	Users []string `json:"users"`
+	// Members has each user's connections in the room (on every pod with a
+	// PresenceTracker) and status ("online", or what the user set), in
+	// Users' order.
+	Members []MemberInfo `json:"members"`
+}
+
+// MemberInfo is one user of a room's roster. It is a plain value.
+type MemberInfo struct {
+	UserID      string `json:"user_id"`
+	Connections int    `json:"connections"`
+	Status      string `json:"status,omitempty"`
 }
 
 // roomEvents coalesces the join and leave events of big rooms: a room with

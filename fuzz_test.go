@@ -39,10 +39,11 @@ func FuzzCommand(f *testing.F) {
 	h := NewHandler(hub, quietLogger(), HandlerConfig{MaxRoomsPerConn: 3, RateLimit: -1})
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		nc := &discardConn{closed: make(chan struct{})}
-		c := &conn{id: "fuzz.1", userID: "u", h: h, fd: -1, nc: nc, hbPos: -1}
+		c := &conn{id: "fuzz.1", h: h, fd: -1, nc: nc, hbPos: -1}
+		c.ident.Store(&Identity{UserID: "u"})
 		hub.Register(c)
 		h.eng.live.Add(1) // as attach does
-		h.userOnline(c)
+		h.userArrived(c)
 		defer func() {
 			c.teardown(nil)
 			assert.Zero(t, hub.ConnectionCount())

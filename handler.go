@@ -32,7 +32,9 @@ type Handler struct {
 	rosterSem chan struct{} // roster queries waiting on the Broadcaster
 	memberMu  memberLocks
 	pending   pendingJoins // joins waiting for Redis
-	presence  presenceCounts
+	users     userIndex
+	tracker   PresenceTracker // the Broadcaster's, or nil
+	expiry    expiries
 	stats     handlerCounters
 
 	lnMu      sync.Mutex
@@ -66,6 +68,10 @@ func NewHandler(hub Hub, logger *slog.Logger, cfg HandlerConfig) *Handler {
 		h.rooms = h.own
 	}
 	h.recorder, _ = cfg.Broadcaster.(PresenceRecorder)
+	h.tracker, _ = cfg.Broadcaster.(PresenceTracker)
+	if r, ok := cfg.Broadcaster.(UserRouter); ok {
+		r.RouteUsers(h)
+	}
 	h.frames, _ = hub.(FrameHub)
 	switch b := cfg.Broadcaster.(type) {
 	case nil:
@@ -95,18 +101,16 @@ func (h *Handler) Config() HandlerConfig { return h.cfg }
 func (h *Handler) Routes() http.Handler { return h }
 
 // admit runs the checks both doors share: origin, then authentication.
-func (h *Handler) admit(r *http.Request) (userID string, status int, err error) {
+func (h *Handler) admit(r *http.Request) (id *Identity, status int, err error) {
 	if !h.originAllowed(r) {
-		return "", http.StatusForbidden, errOriginNotAllowed
+		return nil, http.StatusForbidden, errOriginNotAllowed
 	}
-	if h.cfg.Authenticate != nil {
-		userID, err = h.cfg.Authenticate(r)
-		if err != nil {
-			h.logger.Debug("realtime: authentication failed", "remote", r.RemoteAddr, "err", err)
-			return "", http.StatusUnauthorized, errUnauthorized
-		}
+	id, err = h.authenticate(r)
+	if err != nil {
+		h.logger.Debug("realtime: authentication failed", "remote", r.RemoteAddr, "err", err)
+		return nil, http.StatusUnauthorized, errUnauthorized
 	}
-	return userID, 0, nil
+	return id, 0, nil
 }
 
 func (h *Handler) originAllowed(r *http.Request) bool {

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -31,6 +32,21 @@ type HandlerConfig struct {
 	// the method, URL, Host and headers of the handshake, and no body.
 	// nil: everyone is anonymous (user ID "").
 	Authenticate func(r *http.Request) (userID string, err error)
+	// AuthenticateIdentity, when set, is used instead of Authenticate: it
+	// returns the connection's Identity (user ID, an expiry, claims that the
+	// hooks below can read later through IdentityOf), or an error to refuse
+	// with HTTP 401. A nil Identity is anonymous. A connection whose Identity
+	// has an ExpiresAt is closed with CloseUnauthorized (3000, "token
+	// expired") then, unless the client refreshes it (see Refresh).
+	AuthenticateIdentity func(r *http.Request) (*Identity, error)
+	// Refresh checks a token a client sent in a refresh command
+	// ({"type":"refresh","data":{"token":"…"}}) and returns its Identity. If
+	// it is the connection's user, it becomes the connection's Identity (its
+	// ExpiresAt the new deadline) and the client gets a refresh message with
+	// user_id and expires_at; a token of another user is refused with
+	// "forbidden", one Refresh rejects with "unauthorized". nil: refresh
+	// commands are refused with "forbidden".
+	Refresh func(ctx context.Context, token string) (*Identity, error)
 
 	// AllowedOrigins lists the browser origins allowed besides the request's
 	// own host, as full origins ("https://app.example.com") or hosts
@@ -48,6 +64,12 @@ type HandlerConfig struct {
 	// AuthorizePublish decides whether a user may send a message of msgType
 	// to a room; an error refuses with "forbidden". nil: members may publish.
 	AuthorizePublish func(userID, room, msgType string) error
+	// AuthorizeJoinContext and AuthorizePublishContext are AuthorizeJoin and
+	// AuthorizePublish with a context (ending after 10 s) and the
+	// connection's whole Identity. When both forms are set, both must allow.
+	// They run off the socket workers, as AuthorizeJoin does.
+	AuthorizeJoinContext    func(ctx context.Context, id *Identity, room string) error
+	AuthorizePublishContext func(ctx context.Context, id *Identity, room, msgType string) error
 
 	// MaxMessageSize is the largest client message in bytes; a larger one
 	// closes the connection with 1009. Default: 64 KiB.
@@ -154,6 +176,12 @@ type HandlerConfig struct {
 	// acknowledgement. Default: false (events on).
 	DisableJoinLeaveEvents bool
 
+	// PresenceDebounce is how long after a user's last connection anywhere
+	// closed its rooms hear that it is offline: a user who comes back
+	// within it (a page reload) causes no offline-online flap. Default: 15s
+	// (as AnyCable).
+	PresenceDebounce time.Duration
+
 	// HistorySize is how many recent messages each room keeps, on a single
 	// pod (no Broadcaster), for clients that rejoin with "since" (see
 	// Position); -1 turns history off (messages then carry no offset).
@@ -197,6 +225,7 @@ func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
 	set(&c.SendQueueBytes, 1<<20)
 	set(&c.JoinEventsMaxMembers, 50)
 	setD(&c.JoinEventsWindow, time.Second)
+	setD(&c.PresenceDebounce, 15*time.Second)
 	set(&c.PublishQueueSize, 8192)
 	setD(&c.PublishTimeout, 15*time.Second)
 	set(&c.RateBurst, 100)

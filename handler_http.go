@@ -38,7 +38,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "request header fields too large", http.StatusRequestHeaderFieldsTooLarge)
 		return
 	}
-	userID, status, err := h.admit(r)
+	id, status, err := h.admit(r)
 	if err != nil {
 		h.stats.rejected.Add(1)
 		http.Error(w, err.Error(), status)
@@ -59,7 +59,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		early, _ = rw.Reader.Peek(rw.Reader.Buffered()) // the client's first frames
 		early = append([]byte(nil), early...)
 	}
-	h.attach(nc, userID, early)
+	h.attach(nc, id, early)
 }
 
 // handshakeSize is about how many bytes r's request line and headers took.

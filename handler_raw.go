@@ -119,7 +119,8 @@ func (h *Handler) serveRaw(nc net.Conn) {
 	defer h.untrackHandshake(nc)
 	rec := &recorder{Conn: nc}
 	req := &http.Request{Method: http.MethodGet, Header: http.Header{}, RemoteAddr: nc.RemoteAddr().String()}
-	var uri, userID string
+	var uri string
+	var id *Identity
 	var tryLater bool // turned away by admission control, but a browser
 	u := ws.Upgrader{
 		OnRequest: func(b []byte) error { uri = string(b); return nil },
@@ -148,7 +149,7 @@ func (h *Handler) serveRaw(nc net.Conn) {
 			}
 			req.RequestURI = uri
 			var status int
-			userID, status, err = h.admit(req)
+			id, status, err = h.admit(req)
 			if err != nil {
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(err.Error()))
 			}
@@ -173,5 +174,5 @@ func (h *Handler) serveRaw(nc net.Conn) {
 	if i := strings.Index(string(rec.buf), "\r\n\r\n"); i >= 0 && i+4 < len(rec.buf) {
 		early = rec.buf[i+4:]
 	}
-	h.attach(nc, userID, early)
+	h.attach(nc, id, early)
 }

@@ -1,87 +1,218 @@
 package realtime
 
 import (
+	"cmp"
 	"sync"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
 
-// presenceCounts counts each user's connections on this handler, so that
-// "online" and "offline" mean a user's first connection and last one.
-type presenceCounts struct {
+// userIndex is the handler's index of its users: each user's connections on
+// this pod (linked through conn.nextOfUser), the status a client set, and the
+// offline announcement that waits PresenceDebounce after the user's last
+// connection here closed. Anonymous connections are not in it.
+//
+// All methods may be called concurrently: each user lives in one of 16
+// shards, under that shard's lock.
+type userIndex struct {
 	shards [16]struct {
 		mu sync.Mutex
-		n  map[string]int
+		m  map[string]*userEntry
 	}
 }
 
-// add counts one more connection of user and reports whether it is the first.
-func (p *presenceCounts) add(user string) bool {
-	s := &p.shards[xxhash.Sum64String(user)%16]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.n == nil {
-		s.n = map[string]int{}
-	}
-	s.n[user]++
-	return s.n[user] == 1
+// userEntry is one user's state on this pod, guarded by its shard's lock.
+type userEntry struct {
+	head   *conn  // this pod's connections of the user
+	n      int    // how many
+	status string // set by a presence command ("" is online)
+	// gone holds the rooms of the user's connections that closed since it
+	// last had none here closing: they hear the offline event. timer runs
+	// the offline check (settleOffline) while n == 0, or, after an offline
+	// announced here without a tracker, forgets the entry.
+	gone      map[string]struct{}
+	timer     *time.Timer
+	announced []string // rooms told the user is offline (no tracker), for its return
 }
 
-// remove counts one connection less and reports whether it was the last.
-func (p *presenceCounts) remove(user string) bool {
-	s := &p.shards[xxhash.Sum64String(user)%16]
+// maxGoneRooms bounds the rooms remembered for one user's offline event.
+const maxGoneRooms = 1024
+
+func (x *userIndex) shard(user string) *struct {
+	mu sync.Mutex
+	m  map[string]*userEntry
+} {
+	return &x.shards[xxhash.Sum64String(user)%uint64(len(x.shards))]
+}
+
+// add indexes c and reports whether it is its user's first connection here;
+// back lists the rooms told the user was offline (without a tracker), which
+// hear now that it is back. A pending offline check is cancelled: the user
+// came back within the debounce.
+func (x *userIndex) add(c *conn, user string) (first bool, back []string) {
+	s := x.shard(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, ok := s.n[user]
-	switch {
-	case !ok:
-		return false // never counted: nothing to undo
-	case n <= 1:
-		delete(s.n, user)
-		return true
+	if s.m == nil {
+		s.m = map[string]*userEntry{}
 	}
-	s.n[user] = n - 1
+	e := s.m[user]
+	if e == nil {
+		e = &userEntry{}
+		s.m[user] = e
+	}
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+	back, e.announced, e.gone = e.announced, nil, nil
+	c.nextOfUser = e.head
+	e.head = c
+	e.n++
+	return e.n == 1, back
+}
+
+// remove takes c out of the index, remembers its rooms for the offline event,
+// and reports whether it was its user's last connection here; then settle
+// runs after debounce (unless the user comes back first).
+func (x *userIndex) remove(c *conn, user string, rooms []string, debounce time.Duration, settle func()) (last bool) {
+	s := x.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[user]
+	if e == nil || !e.unlink(c) {
+		return false // never indexed: nothing to undo
+	}
+	for _, r := range rooms {
+		if e.gone == nil {
+			e.gone = map[string]struct{}{}
+		}
+		if len(e.gone) < maxGoneRooms {
+			e.gone[r] = struct{}{}
+		}
+	}
+	if e.n > 0 {
+		return false
+	}
+	e.status = ""
+	var t *time.Timer
+	t = time.AfterFunc(debounce, func() {
+		s.mu.Lock()
+		if s.m[user] != e || e.timer != t || e.n > 0 {
+			s.mu.Unlock() // the user came back, or a later check replaced this one
+			return
+		}
+		e.timer = nil
+		s.mu.Unlock()
+		settle()
+	})
+	e.timer = t
+	return true
+}
+
+// unlink removes c from e's list.
+func (e *userEntry) unlink(c *conn) bool {
+	for p := &e.head; *p != nil; p = &(*p).nextOfUser {
+		if *p == c {
+			*p = c.nextOfUser
+			c.nextOfUser = nil
+			e.n--
+			return true
+		}
+	}
 	return false
 }
 
-// online reports whether user has a connection on this handler.
-func (p *presenceCounts) online(user string) bool {
-	s := &p.shards[xxhash.Sum64String(user)%16]
+// takeGone returns the rooms remembered for user's offline event, if the
+// user still has no connection here; announced, if not nil, is kept for
+// the user's return (and forgotten after keep).
+func (x *userIndex) takeGone(user string) (rooms []string, ok bool) {
+	s := x.shard(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.n[user] > 0
+	e := s.m[user]
+	if e == nil || e.n > 0 {
+		return nil, false
+	}
+	for r := range e.gone {
+		rooms = append(rooms, r)
+	}
+	e.gone = nil
+	delete(s.m, user)
+	return rooms, true
 }
 
-// userOnline records c's arrival; true if it is its user's first connection.
-// Anonymous connections have no presence.
-func (h *Handler) userOnline(c *conn) bool {
-	return c.userID != "" && h.presence.add(c.userID)
+// remember keeps, for a user with no connection here, the rooms told it is
+// offline, so that they hear when it comes back; forgotten after keep.
+func (x *userIndex) remember(user string, rooms []string, keep time.Duration) {
+	s := x.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]*userEntry{}
+	}
+	if s.m[user] != nil {
+		return // back already: nothing to remember
+	}
+	e := &userEntry{announced: rooms}
+	s.m[user] = e
+	e.timer = time.AfterFunc(keep, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.m[user] == e && e.n == 0 {
+			delete(s.m, user)
+		}
+	})
 }
 
-// userOffline records c's departure; true if it was its user's last.
-func (h *Handler) userOffline(c *conn) bool {
-	return c.userID != "" && h.presence.remove(c.userID)
+// each calls fn for each of user's connections here (under the shard's
+// lock: fn must only queue).
+func (x *userIndex) each(user string, fn func(c *conn)) int {
+	s := x.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	if e := s.m[user]; e != nil {
+		for c := e.head; c != nil; c = c.nextOfUser {
+			fn(c)
+			n++
+		}
+	}
+	return n
+}
+
+// count returns user's connections here and its status.
+func (x *userIndex) count(user string) (n int, status string) {
+	s := x.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[user]; e != nil && e.n > 0 {
+		return e.n, cmp.Or(e.status, PresenceOnline)
+	}
+	return 0, ""
+}
+
+// setStatus records the status a client of user set.
+func (x *userIndex) setStatus(user, status string) {
+	s := x.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[user]; e != nil && e.n > 0 {
+		if status == PresenceOnline {
+			status = ""
+		}
+		e.status = status
+	}
 }
 
 // Online reports whether user has at least one connection on this handler.
-func (h *Handler) Online(user string) bool { return h.presence.online(user) }
+func (h *Handler) Online(user string) bool {
+	n, _ := h.users.count(user)
+	return n > 0
+}
 
 // validStatus reports whether s is a presence status a client may set.
 func validStatus(s string) bool {
 	return s == PresenceOnline || s == PresenceAway || s == PresenceOffline
-}
-
-// recordOnline and recordMember tell a Broadcaster that keeps presence
-// across pods (a PresenceRecorder, such as RedisBroadcaster) about this pod's
-// users.
-func (h *Handler) recordOnline(user string, online bool) {
-	if h.recorder != nil && user != "" {
-		h.recorder.RecordOnline(user, online)
-	}
-}
-
-func (h *Handler) recordMember(room string, c *conn, delta int64) {
-	if h.recorder != nil && c.userID != "" {
-		h.recorder.RecordMember(room, c.userID, delta)
-	}
 }

@@ -39,6 +39,9 @@ type ConnectedData struct {
 	Event        string `json:"event"` // "connected"
 	ConnectionID string `json:"connection_id"`
 	UserID       string `json:"user_id"`
+	// ExpiresAt is when the connection's credentials expire, in unix
+	// seconds (see Identity.ExpiresAt); absent if they do not.
+	ExpiresAt int64 `json:"expires_at,omitempty"`
 }
 
 // MaxRoomNameLength is the longest room name accepted.
@@ -146,6 +149,8 @@ func (h *Handler) handleCommand(c *conn, payload []byte) {
 		h.setPresence(c, in.Data)
 	case MessageTypeMembers:
 		h.members(c, in.Room)
+	case MessageTypeRefresh:
+		h.refresh(c, in.Data)
 	case MessageTypeSystem, MessageTypeError, MessageTypePong, MessageTypeMembersDiff:
 		h.sendError(c, ErrCodeForbidden, fmt.Sprintf("type %q is reserved for the server", in.Type))
 	default:
@@ -162,7 +167,7 @@ func (h *Handler) handleCommand(c *conn, payload []byte) {
 }
 
 func (h *Handler) sendConnected(c *conn) {
-	msg, err := SystemMessage(MessageTypeSystem, ConnectedData{Event: "connected", ConnectionID: c.id, UserID: c.userID})
+	msg, err := SystemMessage(MessageTypeSystem, ConnectedData{Event: "connected", ConnectionID: c.id, UserID: c.UserID(), ExpiresAt: unixOrZero(c.identity().ExpiresAt)})
 	if err == nil {
 		c.Send(msg)
 	}

@@ -18,13 +18,12 @@ func (h *Handler) publish(c *conn, in *inbound) {
 		h.sendError(c, ErrCodeNotInRoom, "join "+strconv.Quote(in.Room)+" before sending to it")
 		return
 	}
-	if h.cfg.AuthorizePublish != nil {
-		if err := h.cfg.AuthorizePublish(c.userID, in.Room, in.Type); err != nil {
-			h.sendError(c, ErrCodeForbidden, "not allowed to send to "+strconv.Quote(in.Room))
-			return
-		}
+	if err := h.authorizePublish(c, in.Room, in.Type); err != nil {
+		h.sendError(c, ErrCodeForbidden, "not allowed to send to "+strconv.Quote(in.Room))
+		return
 	}
-	h.deliver(c, &Message{ID: newMessageID(h.cfg.PodID), Type: in.Type, Room: in.Room, From: c.id, Data: in.Data, Timestamp: time.Now().UTC()})
+	h.deliver(c, &Message{ID: newMessageID(h.cfg.PodID), Type: in.Type, Room: in.Room, From: c.id, UserID: c.UserID(),
+		Data: in.Data, Timestamp: time.Now().UTC()})
 }
 
 // direct sends a client's message to one connection: straight to the hub
@@ -32,7 +31,7 @@ func (h *Handler) publish(c *conn, in *inbound) {
 // publish pipeline to the pod that does. Either way the target is looked up
 // once, and a target that does not exist gets the sender not_found.
 func (h *Handler) direct(c *conn, in *inbound) {
-	msg := &Message{ID: newMessageID(h.cfg.PodID), Type: in.Type, From: c.id, To: in.To, Data: in.Data, Timestamp: time.Now().UTC()}
+	msg := &Message{ID: newMessageID(h.cfg.PodID), Type: in.Type, From: c.id, UserID: c.UserID(), To: in.To, Data: in.Data, Timestamp: time.Now().UTC()}
 	if pod := podOf(in.To); h.cfg.Broadcaster != nil && pod != "" && pod != h.cfg.PodID {
 		h.relay(c, in.To, msg)
 		return

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,15 +25,13 @@ func (h *Handler) join(c *conn, room string, data json.RawMessage) {
 		h.sendError(c, ErrCodeBadData, `join data must be {"since":{"offset":N,"epoch":"E"}}`)
 		return
 	}
-	if owner, personal := roomOwner(room); personal && (owner != c.userID || c.userID == "") {
+	if owner, personal := roomOwner(room); personal && (owner != c.UserID() || c.UserID() == "") {
 		h.sendError(c, ErrCodeForbidden, "only its user may join "+strconv.Quote(room))
 		return
 	}
-	if h.cfg.AuthorizeJoin != nil {
-		if err := h.cfg.AuthorizeJoin(c.userID, room); err != nil {
-			h.sendError(c, ErrCodeForbidden, "not allowed to join "+strconv.Quote(room))
-			return
-		}
+	if err := h.authorizeJoin(c, room); err != nil {
+		h.sendError(c, ErrCodeForbidden, "not allowed to join "+strconv.Quote(room))
+		return
 	}
 	if h.hist == nil {
 		h.joinPlain(c, room)
@@ -170,7 +169,7 @@ func (h *Handler) admitMember(c *conn, room string, since *Position, v historyVi
 	if _, err := h.addMember(c, room); err != nil {
 		return
 	}
-	ack := JoinAckData{Room: room, UserID: c.userID, Offset: v.Pos.Offset, Epoch: v.Pos.Epoch}
+	ack := JoinAckData{Room: room, UserID: c.UserID(), Offset: v.Pos.Offset, Epoch: v.Pos.Epoch}
 	if since != nil {
 		ack.Recovered = &v.Recovered
 		if v.Recovered {
@@ -210,14 +209,14 @@ func (h *Handler) leave(c *conn, room string) {
 }
 
 func (h *Handler) eventMessage(c *conn, typ, room string) *Message {
-	data, _ := json.Marshal(JoinLeaveData{Room: room, UserID: c.userID})
+	data, _ := json.Marshal(JoinLeaveData{Room: room, UserID: c.UserID()})
 	return &Message{ID: newMessageID(h.cfg.PodID), Type: typ, Room: room, From: "system", Data: data, Timestamp: time.Now().UTC()}
 }
 
 // presenceEvent tells room that c's user has status.
 func (h *Handler) presenceEvent(c *conn, room, status string) {
-	data, _ := json.Marshal(PresenceData{Status: status, UserID: c.userID})
-	h.deliver(c, &Message{ID: newMessageID(h.cfg.PodID), Type: MessageTypePresence, Room: room, From: c.id, Data: data, Timestamp: time.Now().UTC()})
+	data, _ := json.Marshal(PresenceData{Status: status, UserID: c.UserID()})
+	h.deliver(c, &Message{ID: newMessageID(h.cfg.PodID), Type: MessageTypePresence, Room: room, From: c.id, UserID: c.UserID(), Data: data, Timestamp: time.Now().UTC()})
 }
 
 func (h *Handler) setPresence(c *conn, data json.RawMessage) {
@@ -231,6 +230,12 @@ func (h *Handler) setPresence(c *conn, data json.RawMessage) {
 	if !validStatus(p.Status) {
 		h.sendError(c, ErrCodeBadData, `presence status must be "online", "away" or "offline"`)
 		return
+	}
+	if u := c.UserID(); u != "" {
+		h.users.setStatus(u, p.Status)
+		if h.tracker != nil {
+			h.tracker.TrackStatus(u, p.Status)
+		}
 	}
 	for _, room := range h.rooms.Rooms(c) {
 		h.presenceEvent(c, room, p.Status)
@@ -251,7 +256,7 @@ func (h *Handler) isMember(c *conn, room string) bool {
 const rosterQueries = 64
 
 // members answers a member's roster query: the room's users on every pod
-// when the Broadcaster is a Roster (asked off the socket worker, within
+// when the Broadcaster knows them (asked off the socket worker, within
 // PublishTimeout), else this pod's.
 func (h *Handler) members(c *conn, room string) {
 	if !ValidRoomName(room) {
@@ -262,9 +267,10 @@ func (h *Handler) members(c *conn, room string) {
 		h.sendError(c, ErrCodeNotInRoom, "join "+strconv.Quote(room)+" before asking who is in it")
 		return
 	}
-	r, ok := h.cfg.Broadcaster.(Roster)
-	if !ok {
-		h.sendMembers(c, room, h.localUsers(room))
+	_, tracker := h.cfg.Broadcaster.(PresenceTracker)
+	_, roster := h.cfg.Broadcaster.(Roster)
+	if !tracker && !roster {
+		h.sendMembers(c, room, h.localMembers(room))
 		return
 	}
 	select {
@@ -277,37 +283,23 @@ func (h *Handler) members(c *conn, room string) {
 		defer func() { <-h.rosterSem }()
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.PublishTimeout)
 		defer cancel()
-		users, err := r.RoomUsers(ctx, room)
+		ms, err := h.RoomMembers(ctx, room)
 		if err != nil {
 			h.logger.Warn("realtime: roster", "room", room, "err", err)
-			h.sendError(c, ErrCodeUnavailable, "the roster could not be read; try again")
+			h.sendErrorIn(c, room, ErrCodeUnavailable, "the roster could not be read; try again")
 			return
 		}
-		h.sendMembers(c, room, users)
+		h.sendMembers(c, room, ms)
 	}()
 }
 
-// localUsers returns the distinct users of room on this pod (none if the
-// hub is not a Directory).
-func (h *Handler) localUsers(room string) []string {
-	d, ok := h.hub.(Directory)
-	if !ok {
-		return nil
+func (h *Handler) sendMembers(c *conn, room string, ms []MemberInfo) {
+	slices.SortFunc(ms, func(a, b MemberInfo) int { return cmp.Compare(a.UserID, b.UserID) })
+	d := MembersData{Count: len(ms), Users: make([]string, len(ms)), Members: append([]MemberInfo{}, ms...)}
+	for i, m := range ms {
+		d.Users[i] = m.UserID
 	}
-	seen := map[string]bool{}
-	var users []string
-	d.EachConnection(room, func(c Connection) {
-		if u := c.UserID(); u != "" && !seen[u] {
-			seen[u] = true
-			users = append(users, u)
-		}
-	})
-	return users
-}
-
-func (h *Handler) sendMembers(c *conn, room string, users []string) {
-	slices.Sort(users)
-	data, _ := json.Marshal(MembersData{Count: len(users), Users: append([]string{}, users...)})
+	data, _ := json.Marshal(d)
 	c.Send(&Message{ID: newMessageID(h.cfg.PodID), Type: MessageTypeMembers, Room: room, From: "system", Data: data, Timestamp: time.Now().UTC()})
 }
 

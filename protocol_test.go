@@ -134,7 +134,7 @@ func TestDirectMessage(t *testing.T) {
 }
 
 func TestPresence(t *testing.T) {
-	forEachDoor(t, HandlerConfig{Authenticate: userAuth}, func(t *testing.T, ts *testServer) {
+	forEachDoor(t, HandlerConfig{Authenticate: userAuth, PresenceDebounce: 50 * time.Millisecond}, func(t *testing.T, ts *testServer) {
 		a := dial(t, ts.url, as("alice"))
 		b1 := dial(t, ts.url, as("bob"))
 		b2 := dial(t, ts.url, as("bob")) // bob's second connection

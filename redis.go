@@ -44,6 +44,7 @@ type RedisBroadcaster struct {
 	hist     *redisHistory // room history, or nil when off
 	pod      string
 	logger   *slog.Logger
+	users    atomic.Pointer[userTargetBox] // this pod's Handler, for user messages
 
 	mu      sync.Mutex
 	watched map[string]struct{} // rooms whose partition is watched for them
@@ -58,6 +59,8 @@ var (
 	_ PresenceRecorder = (*RedisBroadcaster)(nil)
 	_ Relayer          = (*RedisBroadcaster)(nil)
 	_ Roster           = (*RedisBroadcaster)(nil)
+	_ PresenceTracker  = (*RedisBroadcaster)(nil)
+	_ UserRouter       = (*RedisBroadcaster)(nil)
 )
 
 // NewRedisBroadcaster returns a broadcaster that links hub to the other pods
@@ -270,6 +273,10 @@ func (b *RedisBroadcaster) receive(direct bool, env []byte) {
 		b.decodeErrors.Add(1)
 		return
 	}
+	if direct && len(key) > 0 && key[0] == '@' {
+		b.receiveUser(string(origin), string(key), data)
+		return
+	}
 	if string(origin) == b.pod {
 		// Delivered here when it was published (or, with history, from the
 		// append's reply; one whose reply was lost shows as a gap at the
@@ -369,17 +376,15 @@ func (b *RedisBroadcaster) RecordMember(room, user string, delta int64) {
 	b.presence.AddMember(room, user, delta)
 }
 
-// snapshot returns this pod's users and the users of each of its rooms, from
+// snapshot returns this pod's users (once per connection) and the users of each of its rooms, from
 // the hub, for the presence registry to rewrite after Redis lost it.
 func (b *RedisBroadcaster) snapshot() (users []string, rooms map[string][]string) {
 	if b.dir == nil {
 		return nil, nil
 	}
-	seen := map[string]bool{}
 	b.dir.EachConnection("", func(c Connection) {
-		if u := c.UserID(); u != "" && !seen[u] {
-			seen[u] = true
-			users = append(users, u)
+		if u := c.UserID(); u != "" {
+			users = append(users, u) // once per connection: the count
 		}
 	})
 	var names []string

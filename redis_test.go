@@ -33,7 +33,8 @@ func startPod(t *testing.T, name string, client rueidis.Client, opts ...Broadcas
 }
 
 // startPodWith is startPod with a handler configuration (Broadcaster,
-// Authenticate and, unless set, RateLimit are filled in).
+// Authenticate and, unless set, RateLimit and PresenceDebounce are filled
+// in).
 func startPodWith(t *testing.T, name string, client rueidis.Client, cfg HandlerConfig, opts ...BroadcasterOption) *pod {
 	t.Helper()
 	hub := NewHub(quietLogger())
@@ -41,6 +42,9 @@ func startPodWith(t *testing.T, name string, client rueidis.Client, cfg HandlerC
 	cfg.Broadcaster, cfg.Authenticate = rb, userAuth
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = -1
+	}
+	if cfg.PresenceDebounce == 0 {
+		cfg.PresenceDebounce = 100 * time.Millisecond // the debounce's own tests set theirs
 	}
 	h := NewHandler(hub, quietLogger(), cfg)
 	require.Equal(t, name, h.Config().PodID, "the handler adopts the broadcaster's pod ID")

@@ -129,3 +129,67 @@ type PresenceRecorder interface {
 	// RecordMember adds delta to the count of user's connections in room.
 	RecordMember(room, user string, delta int64)
 }
+
+// PresenceTracker is a Broadcaster that keeps presence across pods per
+// connection: it decides when a user went offline everywhere (so that a
+// user still connected on another pod is never announced offline) and
+// answers presence queries for every pod. A Handler with one calls it
+// instead of PresenceRecorder.RecordOnline. Without it, presence is this
+// pod's.
+//
+// Concurrency: every method may be called from several goroutines at once.
+// Track and Settle calls must not block (a Handler makes them on its socket
+// workers and timers); their callbacks may run later on any goroutine.
+type PresenceTracker interface {
+	// TrackConnection adds delta (+1 or -1) to user's connections on this
+	// pod. On +1, if user had been announced offline, back is called with
+	// the rooms that were told so (each room is given to one pod only), so
+	// that they hear it is back.
+	TrackConnection(user string, delta int64, back func(rooms []string))
+	// SettleOffline is called PresenceDebounce after user's last connection
+	// on this pod closed, with the rooms its connections here were in. If
+	// user has no connection on any live pod, announce is called with the
+	// rooms that must hear "offline" (each given to one pod only); if it is
+	// still connected elsewhere, the rooms are kept for the pod whose
+	// connection goes last.
+	SettleOffline(user string, rooms []string, announce func(rooms []string))
+	// TrackStatus records the status a client of user set.
+	TrackStatus(user, status string)
+	// UserConnections returns user's connections on every live pod.
+	UserConnections(ctx context.Context, user string) (int, error)
+	// RoomMembers returns the users with a connection in room on every live
+	// pod, with their connections there and status.
+	RoomMembers(ctx context.Context, room string) ([]MemberInfo, error)
+}
+
+// UserTarget is what a UserRouter delivers to on each pod: the Handler's
+// connections of a user. Handler implements it.
+//
+// Concurrency: both methods may be called from several goroutines at once;
+// they only queue.
+type UserTarget interface {
+	// DeliverToUser queues f to every connection of user on this pod and
+	// returns how many took it.
+	DeliverToUser(user string, f *Frame) int
+	// CloseUser closes every connection of user on this pod with
+	// CloseForbidden and returns how many.
+	CloseUser(user string) int
+}
+
+// UserRouter is a Broadcaster that reaches a user's connections on every
+// pod. A Handler registers itself with RouteUsers when it is created.
+// Without it, PublishToUser and DisconnectUser reach this pod only.
+//
+// Concurrency: every method may be called from several goroutines at once;
+// SendToUser and DisconnectUser may wait on the network, up to ctx's
+// deadline.
+type UserRouter interface {
+	// RouteUsers sets the target of what other pods send to this pod's
+	// users.
+	RouteUsers(local UserTarget)
+	// SendToUser delivers f to every connection of user on every live pod
+	// (this one through the UserTarget).
+	SendToUser(ctx context.Context, user string, f *Frame) error
+	// DisconnectUser closes every connection of user on every live pod.
+	DisconnectUser(ctx context.Context, user string) error
+}

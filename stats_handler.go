@@ -31,6 +31,10 @@ type HandlerStats struct {
 	// messages take; with a RedisBroadcaster see its Stats.
 	HistoryRooms int
 	HistoryBytes int64
+	// Expired counts connections closed because their credentials expired
+	// (CloseUnauthorized); Disconnected those closed by DisconnectUser or
+	// the server API (CloseForbidden).
+	Expired, Disconnected uint64
 }
 
 type handlerCounters struct {
@@ -39,6 +43,7 @@ type handlerCounters struct {
 	slowConsumers, timeouts, protocolErrors  atomic.Uint64
 	errorsSent, publishErrors, throttled     atomic.Uint64
 	recovered, notRecovered, replayed        atomic.Uint64
+	expired, disconnected                    atomic.Uint64
 }
 
 // Stats returns the handler's counters.
@@ -51,6 +56,7 @@ func (h *Handler) Stats() HandlerStats {
 		SlowConsumers: s.slowConsumers.Load(), Timeouts: s.timeouts.Load(), ProtocolErrors: s.protocolErrors.Load(),
 		ErrorsSent: s.errorsSent.Load(), PublishErrors: s.publishErrors.Load(), Throttled: s.throttled.Load(),
 		Recovered: s.recovered.Load(), NotRecovered: s.notRecovered.Load(), Replayed: s.replayed.Load(),
+		Expired: s.expired.Load(), Disconnected: s.disconnected.Load(),
 	}
 	if h.mem != nil {
 		hs := h.mem.log.Stats()

@@ -119,7 +119,7 @@ func TestMembersQuery(t *testing.T) {
 		b.join("r")
 		a.send(map[string]string{"type": "members", "room": "r"})
 		m := a.readType(MessageTypeMembers)
-		assert.JSONEq(t, `{"count":2,"users":["ua","ub"]}`, string(m.Data))
+		assert.JSONEq(t, `{"count":2,"users":["ua","ub"],"members":[{"user_id":"ua","connections":1,"status":"online"},{"user_id":"ub","connections":1,"status":"online"}]}`, string(m.Data))
 		c.send(map[string]string{"type": "members", "room": "r"})
 		assert.Equal(t, ErrCodeNotInRoom, c.readError())
 	})
@@ -135,10 +135,10 @@ func TestMembersQueryAcrossPods(t *testing.T) {
 	var got string
 	for range 50 {
 		a.send(map[string]string{"type": "members", "room": "r"})
-		if got = string(a.readType(MessageTypeMembers).Data); got == `{"count":2,"users":["ua","ub"]}` {
+		if got = string(a.readType(MessageTypeMembers).Data); got == `{"count":2,"users":["ua","ub"],"members":[{"user_id":"ua","connections":1,"status":"online"},{"user_id":"ub","connections":1,"status":"online"}]}` {
 			break
 		}
 		time.Sleep(50 * time.Millisecond) // presence is written asynchronously
 	}
-	assert.JSONEq(t, `{"count":2,"users":["ua","ub"]}`, got)
+	assert.JSONEq(t, `{"count":2,"users":["ua","ub"],"members":[{"user_id":"ua","connections":1,"status":"online"},{"user_id":"ub","connections":1,"status":"online"}]}`, got)
 }

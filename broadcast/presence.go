@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/redis/rueidis"
 )
 
@@ -23,8 +24,9 @@ import (
 // when seen, so a pod that dies leaves no ghosts. Keys are hash-tagged per
 // user and per room; no command crosses slots.
 //
-// Writes are queued and sent by one goroutine (a full queue drops and counts:
-// the caller's worker never waits on Redis). When a renewal finds the lease
+// Writes are queued and sent by a few goroutines, each key's by the same
+// one in order (a full queue drops and counts: the caller's worker never
+// waits on Redis). When a renewal finds the lease
 // gone (Redis restarted empty) the pod rewrites its entries from Resync.
 // All methods may be called concurrently.
 type Presence struct {
@@ -35,7 +37,7 @@ type Presence struct {
 	resync func() (users []string, rooms map[string][]string)
 	logger *slog.Logger
 
-	queue   chan rueidis.Completed
+	queues  [writers]chan op
 	dropped atomic.Uint64
 	errors  atomic.Uint64
 
@@ -50,7 +52,8 @@ const leaseHorizon = time.Hour
 
 // NewPresence returns the presence registry of pod. ttl (default 30 s) is
 // how long a dead pod's entries keep counting. resync returns what the pod
-// holds now: its online users, and the users of each of its rooms.
+// holds now: its users, once per connection, and the users of each of its
+// rooms, once per connection in it.
 func NewPresence(client rueidis.Client, prefix, pod string, ttl time.Duration, logger *slog.Logger,
 	resync func() (users []string, rooms map[string][]string)) *Presence {
 	if prefix == "" {
@@ -64,10 +67,25 @@ func NewPresence(client rueidis.Client, prefix, pod string, ttl time.Duration, l
 	}
 	var b [4]byte
 	rand.Read(b[:])
-	return &Presence{
-		client: client, prefix: prefix, self: pod + "#" + hex.EncodeToString(b[:]), ttl: ttl,
-		resync: resync, logger: logger, queue: make(chan rueidis.Completed, 65536),
+	p := &Presence{client: client, prefix: prefix, self: pod + "#" + hex.EncodeToString(b[:]), ttl: ttl,
+		resync: resync, logger: logger}
+	for i := range p.queues {
+		p.queues[i] = make(chan op, queueSize/writers)
 	}
+	return p
+}
+
+// writers is how many goroutines write presence entries; queueSize how many
+// writes may wait, over all of them.
+const (
+	writers   = 4
+	queueSize = 65536
+)
+
+// op is one queued write: run does it (key's writes run in order).
+type op struct {
+	key string
+	run func(ctx context.Context) error
 }
 
 func (p *Presence) podsKey() string            { return p.prefix + ".{pres}.pods" }
@@ -75,8 +93,17 @@ func (p *Presence) userKey(user string) string { return p.prefix + ".{pres.u." +
 func (p *Presence) roomKey(room string) string { return p.prefix + ".{pres.r." + room + "}" }
 
 func (p *Presence) enqueue(cmd rueidis.Completed) {
+	key := ""
+	if ks := cmd.Commands(); len(ks) > 1 {
+		key = ks[1]
+	}
+	p.enqueueOp(op{key: key, run: func(ctx context.Context) error { return p.client.Do(ctx, cmd).Error() }})
+}
+
+// enqueueOp queues o on its key's writer.
+func (p *Presence) enqueueOp(o op) {
 	select {
-	case p.queue <- cmd:
+	case p.queues[xxhash.Sum64String(o.key)%writers] <- o:
 	default:
 		p.dropped.Add(1) // the next resync repairs it
 	}
@@ -94,42 +121,49 @@ func (p *Presence) SetOnline(user string, online bool) {
 // AddMember counts user in room on this pod by delta (+1 on join, -1 on
 // leave; a user may be in a room through several connections).
 func (p *Presence) AddMember(room, user string, delta int64) {
-	p.enqueue(p.client.B().Hincrby().Key(p.roomKey(room)).Field(p.self + "|" + user).Increment(delta).Build())
+	key, field := p.roomKey(room), p.self+"|"+user
+	p.enqueueOp(op{key: key, run: func(ctx context.Context) error {
+		return countLua.Exec(ctx, p.client, []string{key}, []string{field, strconv.FormatInt(delta, 10)}).Error()
+	}})
 }
 
 // Run renews the lease every TTL/3, writes queued entries, and returns when
 // ctx ends, after removing this pod's lease so that its entries stop
 // counting at once.
 func (p *Presence) Run(ctx context.Context) error {
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case cmd := <-p.queue:
-				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				if err := p.client.Do(wctx, cmd).Error(); err != nil {
-					p.errors.Add(1) // the lease check below resyncs after an outage
-				}
-				cancel()
-			}
-		}
-	}()
+	var writing sync.WaitGroup
+	for _, q := range p.queues {
+		writing.Go(func() { p.write(ctx, q) })
+	}
 	t := time.NewTicker(p.ttl / 3)
 	defer t.Stop()
 	p.renew(ctx)
 	for {
 		select {
 		case <-ctx.Done():
-			<-writerDone
+			writing.Wait()
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			p.client.Do(cctx, p.client.B().Zrem().Key(p.podsKey()).Member(p.self).Build())
 			cancel()
 			return nil
 		case <-t.C:
 			p.renew(ctx)
+		}
+	}
+}
+
+// write runs the writes of q until ctx ends.
+func (p *Presence) write(ctx context.Context, q chan op) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-q:
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := o.run(wctx); err != nil && !rueidis.IsRedisNil(err) {
+				p.errors.Add(1) // the lease check resyncs after an outage
+			}
+			cancel()
 		}
 	}
 }
@@ -158,8 +192,12 @@ func (p *Presence) renew(ctx context.Context) {
 	p.client.Do(rctx, p.client.B().Zremrangebyscore().Key(p.podsKey()).Min("-inf").Max(forgotten).Build())
 	if lost && p.resync != nil {
 		users, rooms := p.resync()
+		conns := map[string]int64{}
 		for _, u := range users {
-			p.SetOnline(u, true)
+			conns[u]++
+		}
+		for u, n := range conns {
+			p.enqueue(p.client.B().Hset().Key(p.userKey(u)).FieldValue().FieldValue(p.self, strconv.FormatInt(n, 10)).Build())
 		}
 		for room, members := range rooms {
 			counts := map[string]int64{}

@@ -1,0 +1,103 @@
+package realtime
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Presence events: a user's rooms hear "offline" PresenceDebounce after its
+// last connection anywhere closed (not at all if it came back meanwhile: a
+// page reload is no offline-online flap), and, when it comes back, the rooms
+// that heard "offline" hear "online". Across pods a PresenceTracker (the
+// RedisBroadcaster) decides, so that a user connected on another pod is
+// never announced offline and each room hears each change once; without one
+// the handler decides alone (right for a single pod).
+
+// rememberOffline is how long a single pod remembers the rooms told a user
+// is offline, to tell them when it comes back.
+const rememberOffline = 24 * time.Hour
+
+// userArrived indexes c under its user and records the connection.
+func (h *Handler) userArrived(c *conn) {
+	user := c.UserID()
+	if user == "" {
+		return // anonymous connections have no presence
+	}
+	first, back := h.users.add(c, user)
+	switch {
+	case h.tracker != nil:
+		h.tracker.TrackConnection(user, +1, func(rooms []string) { h.announcePresence(user, rooms, PresenceOnline) })
+	case len(back) > 0:
+		h.announcePresence(user, back, PresenceOnline)
+	}
+	if first && h.tracker == nil {
+		h.recordOnline(user, true)
+	}
+}
+
+// userLeft takes c out of the index; rooms (c's, when it closed) hear the
+// offline event if it was its user's last connection and the user does not
+// come back within PresenceDebounce.
+func (h *Handler) userLeft(c *conn, rooms []string) {
+	user := c.UserID()
+	if user == "" {
+		return
+	}
+	last := h.users.remove(c, user, rooms, h.cfg.PresenceDebounce, func() { h.settleOffline(user) })
+	if h.tracker != nil {
+		h.tracker.TrackConnection(user, -1, nil)
+	} else if last {
+		h.recordOnline(user, false)
+	}
+}
+
+// settleOffline runs PresenceDebounce after user's last connection here
+// closed, if none came since.
+func (h *Handler) settleOffline(user string) {
+	if h.eng.stopping.Load() {
+		return // a pod going away: its users are not offline, they move
+	}
+	rooms, ok := h.users.takeGone(user)
+	if !ok {
+		return
+	}
+	if h.tracker != nil {
+		h.tracker.SettleOffline(user, rooms, func(rooms []string) { h.announcePresence(user, rooms, PresenceOffline) })
+		return
+	}
+	h.announcePresence(user, rooms, PresenceOffline)
+	if len(rooms) > 0 {
+		h.users.remember(user, rooms, rememberOffline)
+	}
+}
+
+// announcePresence tells each of rooms that user has status; big rooms
+// (over JoinEventsMaxMembers members here) get no per-member events.
+func (h *Handler) announcePresence(user string, rooms []string, status string) {
+	if h.eng.stopping.Load() && status == PresenceOffline {
+		return // a pod going away: its users are not offline, they move
+	}
+	data, _ := json.Marshal(PresenceData{Status: status, UserID: user})
+	for _, room := range rooms {
+		if h.hub.RoomCount(room) > h.cfg.JoinEventsMaxMembers {
+			continue
+		}
+		h.deliver(nil, &Message{ID: newMessageID(h.cfg.PodID), Type: MessageTypePresence, Room: room,
+			From: "system", UserID: user, Data: data, Timestamp: time.Now().UTC()})
+	}
+}
+
+// recordOnline tells a PresenceRecorder that is not a PresenceTracker about
+// this pod's users.
+func (h *Handler) recordOnline(user string, online bool) {
+	if h.recorder != nil {
+		h.recorder.RecordOnline(user, online)
+	}
+}
+
+// recordMember tells a PresenceRecorder about c's memberships.
+func (h *Handler) recordMember(room string, c *conn, delta int64) {
+	if u := c.UserID(); h.recorder != nil && u != "" {
+		h.recorder.RecordMember(room, u, delta)
+	}
+}
