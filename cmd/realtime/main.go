@@ -43,6 +43,9 @@ func main() {
 	redis := flag.String("redis", os.Getenv("REALTIME_REDIS"), "Redis address(es), comma-separated: links pods (empty: single pod)")
 	flag.BoolVar(&opts.RedisCluster, "redis-cluster", false, "the Redis addresses are Redis Cluster nodes")
 	jwtSecret := flag.String("jwt-secret", os.Getenv("REALTIME_JWT_SECRET"), "HS256 secret: clients need a signed token (sub = user ID) in Authorization: Bearer or ?token=")
+	flag.StringVar(&opts.APIKey, "api-key", os.Getenv("REALTIME_API_KEY"), "serve the server API under /api/ to requests with Authorization: apikey KEY (empty: /api/ is 404)")
+	mint := flag.String("mint-token", "", "print an HS256 token for this user ID, signed with -jwt-secret, valid for -token-ttl, and exit (development)")
+	tokenTTL := flag.Duration("token-ttl", time.Hour, "lifetime of a token made by -mint-token")
 	flag.BoolVar(&opts.InsecureDevAuth, "insecure-dev-auth", false, "INSECURE: take the user ID from ?user= (demo and load tests only)")
 	flag.StringVar(&opts.AdminAddr, "admin-addr", os.Getenv("REALTIME_ADMIN_ADDR"), "optional address of this process alone for /healthz, /readyz, /metrics and /debug/stats (needed with -reuseport)")
 	flag.BoolVar(&opts.ReusePort, "reuseport", false, "open -addr and -raw-addr with SO_REUSEPORT, so that several server processes share a port")
@@ -52,6 +55,9 @@ func main() {
 	setGCPercent()
 	if *jwtSecret != "" {
 		opts.JWTSecret = []byte(*jwtSecret)
+	}
+	if *mint != "" {
+		os.Exit(mintToken(opts.JWTSecret, *mint, *tokenTTL))
 	}
 	if *redis != "" {
 		opts.RedisAddrs = strings.Split(*redis, ",")
@@ -108,4 +114,20 @@ func setGCPercent() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(serverGCPercent)
 	}
+}
+
+// mintToken prints a token for user (the -mint-token flag) and returns the
+// exit status.
+func mintToken(secret []byte, user string, ttl time.Duration) int {
+	if len(secret) == 0 {
+		fmt.Fprintln(os.Stderr, "realtime: -mint-token needs -jwt-secret (or REALTIME_JWT_SECRET)")
+		return 2
+	}
+	tok, err := server.MintToken(secret, user, ttl)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "realtime:", err)
+		return 1
+	}
+	fmt.Println(tok)
+	return 0
 }

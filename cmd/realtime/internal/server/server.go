@@ -38,8 +38,13 @@ type Options struct {
 	// InsecureDevAuth takes the user ID from ?user= (demo and tests only).
 	InsecureDevAuth bool
 	// JWTSecret, if set, requires HS256 tokens signed with it ("sub" is the
-	// user ID), in "Authorization: Bearer" or ?token=.
+	// user ID, "exp" required: the connection is closed with 3000 then
+	// unless the client refreshes), in "Authorization: Bearer" or ?token=.
 	JWTSecret []byte
+	// APIKey, if set, serves the server API (realtime.NewAPI) under /api/
+	// on the public and admin listeners, to requests with
+	// "Authorization: apikey <APIKey>". Empty: /api/ answers 404.
+	APIKey string
 	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
 	// listener (profiling only).
 	Pprof bool
@@ -176,13 +181,14 @@ func newBroadcaster(opts Options, hub *realtime.ShardedHub, logger *slog.Logger)
 	return realtime.NewRedisBroadcaster(client, hub, logger, bopts...), client.Close, nil
 }
 
-// configureAuth sets cfg.Authenticate from the options: JWT when a secret is
+// configureAuth sets the handler's authentication from the options: JWT when a secret is
 // given, else the insecure ?user= of demos and tests; otherwise it leaves the
 // handler configuration's own.
 func configureAuth(cfg *realtime.HandlerConfig, opts Options, logger *slog.Logger) {
 	switch {
 	case len(opts.JWTSecret) > 0:
-		cfg.Authenticate = jwtAuth(opts.JWTSecret)
+		cfg.AuthenticateIdentity = jwtIdentity(opts.JWTSecret)
+		cfg.Refresh = jwtRefresh(opts.JWTSecret)
 	case opts.InsecureDevAuth:
 		logger.Warn("INSECURE dev auth: any client can pick its user ID with ?user=")
 		cfg.Authenticate = func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil }
@@ -213,6 +219,12 @@ func routes(opts Options, hub *realtime.ShardedHub, handler *realtime.Handler, r
 		mux.HandleFunc("/readyz", ready)
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	}
+	var api http.Handler = http.HandlerFunc(apiOff)
+	if opts.APIKey != "" {
+		api = realtime.NewAPI(handler, realtime.APIConfig{Authorize: apiKeyAuth(opts.APIKey)})
+	}
+	public.Handle("/api/", api)
+	admin.Handle("/api/", api)
 	public.Handle("/ws", handler.Routes())
 	public.Handle("/", demoPage())
 	admin.Handle("/debug/stats", debugstats.Handler(hub.ConnectionCount))
@@ -221,6 +233,14 @@ func routes(opts Options, hub *realtime.ShardedHub, handler *realtime.Handler, r
 		admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	}
 	return public, admin
+}
+
+// apiOff answers /api/ when the server API is off (no -api-key): 404, with
+// the API's error body.
+func apiOff(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	w.Write([]byte(`{"error":{"code":"not_found","message":"the server API is off (start the server with -api-key)"}}` + "\n"))
 }
 
 // newHTTPServer returns the server of a listener: headers bounded as the raw
