@@ -96,6 +96,9 @@ bench: deps
 	$(GO) test -run '^$$' -bench '^BenchmarkHistoryPublish$$' -benchtime 3s -count $(BENCHCOUNT) ./bench/ | tee $(OUT)/bench-history.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkHistoryCrossPodLatency$$' -benchtime 1x -count $(BENCHCOUNT) ./bench/ | tee -a $(OUT)/bench-history.txt
 	@echo
+	@echo "Server API: POST /api/publish (keep-alive, 64 in flight) beside the in-process Publish:"
+	$(GO) test -run '^$$' -bench '^BenchmarkAPIPublish$$' -benchtime 2s -count $(BENCHCOUNT) ./bench/ | tee $(OUT)/bench-api.txt
+	@echo
 	@echo "Join storm: 10,000 joins into one room, per-join events beside the coalesced default:"
 	$(GO) test -run '^$$' -bench '^BenchmarkJoinStorm$$' -benchtime 3x -benchmem ./bench/ | tee $(OUT)/bench-joinstorm.txt
 	@echo

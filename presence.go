@@ -166,20 +166,24 @@ func (x *userIndex) remember(user string, rooms []string, keep time.Duration) {
 	})
 }
 
-// each calls fn for each of user's connections here (under the shard's
-// lock: fn must only queue).
+// each calls fn for each of user's connections here, outside the shard's
+// lock (fn may close a connection, whose teardown takes it), and returns
+// how many.
 func (x *userIndex) each(user string, fn func(c *conn)) int {
+	var buf [4]*conn
+	conns := buf[:0]
 	s := x.shard(user)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
 	if e := s.m[user]; e != nil {
 		for c := e.head; c != nil; c = c.nextOfUser {
-			fn(c)
-			n++
+			conns = append(conns, c)
 		}
 	}
-	return n
+	s.mu.Unlock()
+	for _, c := range conns {
+		fn(c)
+	}
+	return len(conns)
 }
 
 // count returns user's connections here and its status.
