@@ -4,12 +4,20 @@
 // missed, in order, exactly once), and tells the page when a room could not
 // be recovered (its history was lost or is too old): the page should then
 // reload that room's state from the application.
+//
+// Tokens that expire: give refreshToken, an async function returning a fresh
+// token from the application. The client then refreshes the connection's
+// token before it expires (the server says when, in the greeting's
+// expires_at) without reconnecting, and if the server closes the socket
+// because the token expired (close 3000) it reconnects with a fresh one.
+// Without refreshToken, close 3000 is final.
 export class RealtimeClient {
-  constructor(url, { onMessage = () => {}, onState = () => {}, onUnrecovered = () => {} } = {}) {
+  constructor(url, { onMessage = () => {}, onState = () => {}, onUnrecovered = () => {}, refreshToken = null } = {}) {
     this.url = url;
     this.onMessage = onMessage;
     this.onState = onState;
     this.onUnrecovered = onUnrecovered;
+    this.refreshToken = refreshToken;
     this.rooms = new Set();
     this.positions = new Map(); // room → {offset, epoch} of the last message got
     this.asked = new Set(); // rooms joined with a since position, waiting for the answer
@@ -17,6 +25,9 @@ export class RealtimeClient {
     this.closed = false;
     this.id = null;
     this.user = null;
+    this.expiresAt = null; // unix seconds when the connection's token expires; null: never
+    this.refreshTimer = null;
+    this.refreshing = null; // the token sent in a refresh, until the server answers
     this.connect();
   }
 
@@ -35,8 +46,15 @@ export class RealtimeClient {
       if (this.take(msg)) this.onMessage(msg);
     };
     ws.onclose = (ev) => {
+      this.stopRefresh();
       this.onState("closed " + ev.code);
       if (this.closed) return;
+      if (ev.code === 3000) { // the token expired
+        if (!this.refreshToken) return; // nothing to renew it with: final
+        this.reconnectWithFreshToken();
+        return;
+      }
+      if (ev.code === 3003) return; // the application disconnected this user: final
       // Exponential backoff capped at 30 s, with full jitter so that
       // thousands of clients do not come back in step after an outage.
       const cap = Math.min(30000, 500 * 2 ** this.attempt++);
@@ -48,8 +66,61 @@ export class RealtimeClient {
         this.attempt = 0;
         delay = Number(hint[1]) + Math.random() * 500;
       }
-      setTimeout(() => this.connect(), delay);
+      setTimeout(() => {
+        // A token known to have expired meanwhile would be refused.
+        if (this.refreshToken && this.expiresAt && Date.now() >= this.expiresAt * 1000) this.reconnectWithFreshToken();
+        else this.connect();
+      }, delay);
     };
+  }
+
+  // reconnectWithFreshToken asks the application for a token and connects
+  // with it; if that fails, it tries again with backoff.
+  async reconnectWithFreshToken() {
+    if (this.closed) return;
+    try {
+      this.setToken(await this.refreshToken());
+      this.connect();
+    } catch {
+      this.onState("token refresh failed");
+      const delay = Math.random() * Math.min(30000, 500 * 2 ** this.attempt++);
+      setTimeout(() => this.reconnectWithFreshToken(), delay);
+    }
+  }
+
+  // setToken puts tok in the URL's token query parameter (the URL is
+  // otherwise kept), for the next connect.
+  setToken(tok) {
+    const u = new URL(this.url);
+    u.searchParams.set("token", tok);
+    this.url = u.toString();
+  }
+
+  // scheduleRefresh renews the token about 30 s before it expires (halfway
+  // there if it has less than a minute left), never sooner than in 1 s.
+  scheduleRefresh() {
+    this.stopRefresh();
+    if (!this.refreshToken || !this.expiresAt) return;
+    const left = this.expiresAt * 1000 - Date.now();
+    const delay = Math.max(1000, left - Math.min(30000, left / 2));
+    const ws = this.ws;
+    this.refreshTimer = setTimeout(async () => {
+      this.refreshTimer = null;
+      let tok;
+      try { tok = await this.refreshToken(); } catch {
+        if (this.ws === ws) this.scheduleRefresh(); // try again while there is time; else close 3000 comes
+        return;
+      }
+      if (this.ws !== ws || ws.readyState !== WebSocket.OPEN) return; // that connection is gone
+      this.refreshing = tok;
+      this.raw({ type: "refresh", data: { token: tok } });
+    }, delay);
+  }
+
+  stopRefresh() {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    this.refreshing = null;
   }
 
   // take keeps track of positions; it returns false for a message to drop
@@ -59,6 +130,21 @@ export class RealtimeClient {
     if (msg.type === "system" && d.event === "connected") {
       this.id = d.connection_id;
       this.user = d.user_id;
+      this.expiresAt = typeof d.expires_at === "number" ? d.expires_at : null;
+      this.scheduleRefresh();
+    }
+    if (msg.type === "refresh" && msg.from === "system" && this.refreshing !== null) {
+      // The server took the new token: a reconnect uses it too.
+      this.setToken(this.refreshing);
+      this.refreshing = null;
+      this.expiresAt = typeof d.expires_at === "number" ? d.expires_at : null;
+      this.scheduleRefresh();
+    }
+    if (msg.type === "error" && (d.code === "unauthorized" || d.code === "forbidden") && this.refreshing !== null) {
+      // The refresh was refused: try again with another token while there is
+      // time (when there is none, the server closes with 3000).
+      this.refreshing = null;
+      if (this.expiresAt && this.expiresAt * 1000 - Date.now() > 1000) this.scheduleRefresh();
     }
     if (msg.type === "error" && d.code === "unavailable" && msg.room && this.rooms.has(msg.room)) {
       // The room could not be joined now (its history is in a Redis that
@@ -107,5 +193,6 @@ export class RealtimeClient {
   send(room, data, type = "chat") { this.raw({ type, room, data }); }
   direct(to, data) { this.raw({ type: "chat", to, data }); }
   presence(status) { this.raw({ type: "presence", data: { status } }); }
-  close() { this.closed = true; this.ws && this.ws.close(1000); }
+  members(room) { this.raw({ type: "members", room }); } // answered by a "members" message
+  close() { this.closed = true; this.stopRefresh(); this.ws && this.ws.close(1000); }
 }
