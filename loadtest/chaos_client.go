@@ -74,7 +74,7 @@ func (cl *chaosClient) loop(ctx context.Context, ramp chan struct{}) {
 		return
 	}
 	for s := 0; s < maxSessions && ctx.Err() == nil; s++ {
-		c, resp, err := dialer(cl.idx).DialContext(ctx, cl.url, nil)
+		c, resp, err := dialer(cl.idx, cl.url).DialContext(ctx, cl.url, nil)
 		if s == 0 {
 			<-ramp
 		}

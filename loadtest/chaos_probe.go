@@ -30,7 +30,7 @@ func probeEnds(ctx context.Context, url string, rooms []string) (map[string]room
 // probeOnce joins every room not yet in ends on one connection and fills
 // ends from the acknowledgements that carry an offset, for up to 10 s.
 func probeOnce(ctx context.Context, url string, rooms []string, ends map[string]roomEnd) error {
-	c, _, err := dialer(0).DialContext(ctx, url+"?user="+probeUser, nil)
+	c, _, err := dialer(0, url).DialContext(ctx, url+"?user="+probeUser, nil)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -87,19 +86,6 @@ type fleet struct {
 	hist     histogram
 	maxLat   atomic.Int64
 	wg       sync.WaitGroup
-}
-
-// dialer spreads source addresses over 127.0.0.1-127.0.0.250, so that one
-// address's ephemeral ports never run out.
-func dialer(i int) *websocket.Dialer {
-	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%250))}
-	nd := &net.Dialer{LocalAddr: local, Timeout: 10 * time.Second}
-	return &websocket.Dialer{
-		NetDialContext:   nd.DialContext,
-		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   1024,
-		WriteBufferSize:  512,
-	}
 }
 
 var tKey = []byte(`"t":`)
@@ -216,7 +202,7 @@ func (f *fleet) close() {
 // plus jitter, up to ten times.
 func dialRetry(ctx context.Context, i int, url string) (*websocket.Conn, error) {
 	for attempt := 0; ; attempt++ {
-		c, resp, err := dialer(i).DialContext(ctx, url, nil)
+		c, resp, err := dialer(i, url).DialContext(ctx, url, nil)
 		if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || attempt == 9 {
 			return c, err
 		}

@@ -34,6 +34,8 @@ type config struct {
 	ackMatch string
 	extPID   int
 
+	sourceIPs string // -source-ips, as given (passed on to load processes)
+
 	chaos chaosConfig // -chaos and its flags
 }
 
@@ -62,6 +64,7 @@ func parseFlags() *config {
 	flag.StringVar(&c.pubTmpl, "publish", `{"type":"chat","room":"{room}","data":{"t":{t}}}`, "with -url: a published message; {room} and {t} (send time, ns) are replaced; receivers find \"t\":<ns> in what they get")
 	flag.StringVar(&c.pubURL, "publish-url", "", "with -url: POST published messages here instead of sending them on connection 0")
 	flag.StringVar(&c.ackMatch, "ack", "", "with -url: a substring of the server's answer to the hello frame; empty: do not wait for one")
+	flag.StringVar(&c.sourceIPs, "source-ips", "", "spread connections over these source addresses of this host: comma-separated, each an address or an IPv4 range first-last (default: 127.0.0.1-127.0.0.250 for a loopback target, the kernel's choice for any other)")
 	flag.IntVar(&c.extPID, "server-pid", 0, "with -url: the server's PID on this machine, to read its RSS and CPU")
 	c.chaos.register()
 	flag.Parse()

@@ -52,7 +52,7 @@ func runDistributed(ctx context.Context, cfg *config) error {
 	defer pub.Close()
 	lp := &loadProcs{}
 	defer lp.stop()
-	if err := lp.start(self, url, cfg.procs, cfg.conns, cfg.msgs); err != nil {
+	if err := lp.start(self, url, cfg.sourceIPs, cfg.procs, cfg.conns, cfg.msgs); err != nil {
 		return err
 	}
 	lp.follow()
@@ -81,7 +81,7 @@ func runDistributed(ctx context.Context, cfg *config) error {
 // joinPublisher opens the publisher's connection and joins room "big". It is
 // a member of the room too, so a reader drains (and discards) what it gets.
 func joinPublisher(ctx context.Context, url string) (*websocket.Conn, error) {
-	pub, _, err := dialer(0).DialContext(ctx, url, nil)
+	pub, _, err := dialer(0, url).DialContext(ctx, url, nil)
 	if err != nil {
 		return nil, err
 	}

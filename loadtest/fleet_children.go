@@ -37,8 +37,9 @@ type loadProcs struct {
 
 // start starts procs processes of this executable (self) that split n
 // connections to url between them, each expecting msgs messages. Source
-// addresses are picked from index 1 on: the publisher dialed from index 0.
-func (l *loadProcs) start(self, url string, procs, n, msgs int) error {
+// addresses are picked from index 1 on: the publisher dialed from index 0;
+// sources is -source-ips, passed on.
+func (l *loadProcs) start(self, url, sources string, procs, n, msgs int) error {
 	l.recv = make([]int64, procs)
 	l.results = make([]*fleetResult, procs)
 	l.readyCh = make(chan int, procs)
@@ -46,7 +47,11 @@ func (l *loadProcs) start(self, url string, procs, n, msgs int) error {
 	l.started = time.Now()
 	for i := range procs {
 		k := min(per, n-i*per)
-		cmd := exec.Command(self, "-fleet", "-url", url, "-conns", strconv.Itoa(k), "-fleet-first", strconv.Itoa(1+i*per), "-msgs", strconv.Itoa(msgs))
+		args := []string{"-fleet", "-url", url, "-conns", strconv.Itoa(k), "-fleet-first", strconv.Itoa(1+i*per), "-msgs", strconv.Itoa(msgs)}
+		if sources != "" {
+			args = append(args, "-source-ips", sources)
+		}
+		cmd := exec.Command(self, args...)
 		cmd.Stderr = os.Stderr
 		stdin, _ := cmd.StdinPipe()
 		stdout, _ := cmd.StdoutPipe()

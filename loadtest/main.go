@@ -30,6 +30,10 @@ import (
 func main() {
 	cfg := parseFlags()
 	binDir = cfg.binDir
+	var err error
+	if sourceIPs, err = parseSourceIPs(cfg.sourceIPs); err != nil {
+		fail(err)
+	}
 	if cfg.fleetMode {
 		if err := runFleet(cfg.extURL, cfg.conns, cfg.fleetFrom, cfg.msgs); err != nil {
 			fmt.Fprintln(os.Stderr, "fleet:", err)
@@ -55,6 +59,9 @@ func main() {
 		cfg.procs = (cfg.conns + 19499) / 19500 // one process holds at most ~19,900 sockets here
 	}
 	if cfg.pods > 1 || cfg.procs > 1 {
+		if ext != nil {
+			fail(fmt.Errorf("-url drives one load process (at most ~19,500 connections, -procs 1): run one load test per machine for more"))
+		}
 		if err := runDistributed(ctx, cfg); err != nil {
 			fail(err)
 		}

@@ -121,7 +121,7 @@ func reconnect(ctx context.Context, i int, url string) (*websocket.Conn, int, er
 		case <-ctx.Done():
 			return nil, throttled, ctx.Err()
 		}
-		c, resp, err := dialer(i).DialContext(ctx, url, nil)
+		c, resp, err := dialer(i, url).DialContext(ctx, url, nil)
 		if err == nil {
 			return c, throttled, nil
 		}

@@ -91,7 +91,7 @@ func (t *targetRun) startTargetServer(door string) (func(), error) {
 // warmUp warms the server up (engine, pools) with one connection, then takes
 // the baseline: RSS, stats, and RSS after a forced GC.
 func (t *targetRun) warmUp(ctx context.Context) error {
-	warm, _, err := dialer(0).DialContext(ctx, t.p.wsURL, nil)
+	warm, _, err := dialer(0, t.p.wsURL).DialContext(ctx, t.p.wsURL, nil)
 	if err != nil {
 		return fmt.Errorf("warm-up dial: %w", err)
 	}
