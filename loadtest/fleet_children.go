@@ -47,7 +47,7 @@ func (l *loadProcs) start(self, url, sources string, procs, n, msgs int) error {
 	l.started = time.Now()
 	for i := range procs {
 		k := min(per, n-i*per)
-		args := []string{"-fleet", "-url", url, "-conns", strconv.Itoa(k), "-fleet-first", strconv.Itoa(1+i*per), "-msgs", strconv.Itoa(msgs)}
+		args := []string{"-fleet", "-url", url, "-conns", strconv.Itoa(k), "-fleet-first", strconv.Itoa(1 + i*per), "-msgs", strconv.Itoa(msgs)}
 		if sources != "" {
 			args = append(args, "-source-ips", sources)
 		}
