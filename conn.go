@@ -62,6 +62,7 @@ type conn struct {
 	closeQueued bool       // our close frame is queued: nothing may follow it
 	closeSent   bool       // our close frame is written
 	peerClosed  bool       // the peer's close frame arrived
+	closeKind   closeKind  // who closed first and why, for the counters
 	queue       [][]byte   // frames waiting to be written (nil while idle)
 
 	// Only the writer touches writeBlocked and scratch; only the reader the rest.
@@ -153,6 +154,9 @@ func (c *conn) queueCloseLocked(code uint16, reason string, drop bool) (kick boo
 		c.dropBacklogLocked()
 	}
 	c.closeQueued = true
+	if c.closeKind == closeGone && !c.peerClosed {
+		c.closeKind = classifyClose(code, reason)
+	}
 	c.state.CompareAndSwap(stateOpen, stateClosing)
 	return c.pushLocked(wsframe.AppendFrame(nil, wsframe.OpClose, payload))
 }

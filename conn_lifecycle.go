@@ -136,6 +136,10 @@ func (h *Handler) detach(c *conn, cause error) {
 	h.forgetExpiry(c)
 	h.userLeft(c, rooms) // offline, later, unless the user comes back
 	h.stats.closed.Add(1)
+	c.mu.Lock()
+	kind := c.closeKind
+	c.mu.Unlock()
+	h.stats.labels.closes[kind].Add(1)
 	if cause != nil && !isPeerGone(cause) {
 		h.logger.Debug("realtime: connection ended", "conn", c.id, "err", cause)
 	}

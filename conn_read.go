@@ -69,6 +69,9 @@ func (c *conn) onFrame(op byte, payload []byte) error {
 		}
 		c.mu.Lock()
 		c.peerClosed = true
+		if !c.closeQueued {
+			c.closeKind = closePeer
+		}
 		c.mu.Unlock()
 		c.closeWith(code, "", c.h.cfg.CloseTimeout) // echo the code (RFC 6455 §5.5.1); no-op if ours is queued
 		return errStopReading

@@ -34,13 +34,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if handshakeSize(r) > MaxHandshakeBytes {
-		h.stats.rejected.Add(1)
+		h.reject(http.StatusRequestHeaderFieldsTooLarge)
 		http.Error(w, "request header fields too large", http.StatusRequestHeaderFieldsTooLarge)
 		return
 	}
 	id, status, err := h.admit(r)
 	if err != nil {
-		h.stats.rejected.Add(1)
+		h.reject(status)
 		http.Error(w, err.Error(), status)
 		return
 	}
@@ -50,7 +50,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if nc != nil {
 			nc.Close() // Upgrade returns the hijacked conn even when it fails
 		}
-		h.stats.rejected.Add(1)
+		h.reject(http.StatusBadRequest)
 		h.logger.Debug("realtime: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}

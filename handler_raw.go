@@ -121,7 +121,8 @@ func (h *Handler) serveRaw(nc net.Conn) {
 	req := &http.Request{Method: http.MethodGet, Header: http.Header{}, RemoteAddr: nc.RemoteAddr().String()}
 	var uri string
 	var id *Identity
-	var tryLater bool // turned away by admission control, but a browser
+	var tryLater bool                // turned away by admission control, but a browser
+	refused := http.StatusBadRequest // the status a failed upgrade was refused with
 	u := ws.Upgrader{
 		OnRequest: func(b []byte) error { uri = string(b); return nil },
 		OnHost:    func(b []byte) error { req.Host = string(b); return nil },
@@ -131,6 +132,7 @@ func (h *Handler) serveRaw(nc net.Conn) {
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
 			if h.eng.stopping.Load() {
+				refused = http.StatusServiceUnavailable
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable), ws.RejectionReason("server shutting down"))
 			}
 			if !h.gate.allow(time.Now()) {
@@ -139,6 +141,7 @@ func (h *Handler) serveRaw(nc net.Conn) {
 					tryLater = true
 					return nil, nil
 				}
+				refused = http.StatusServiceUnavailable
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
 					ws.RejectionReason("too many connections at once; retry later"),
 					ws.RejectionHeader(ws.HandshakeHeaderHTTP(http.Header{"Retry-After": {retryAfter()}})))
@@ -151,13 +154,17 @@ func (h *Handler) serveRaw(nc net.Conn) {
 			var status int
 			id, status, err = h.admit(req)
 			if err != nil {
+				refused = status
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(err.Error()))
 			}
 			return nil, nil
 		},
 	}
 	if _, err := u.Upgrade(rec); err != nil {
-		h.stats.rejected.Add(1)
+		if len(rec.buf) > MaxHandshakeBytes {
+			refused = http.StatusRequestHeaderFieldsTooLarge
+		}
+		h.reject(refused)
 		h.logger.Debug("realtime: raw upgrade failed", "remote", req.RemoteAddr, "err", err)
 		if len(rec.buf) > MaxHandshakeBytes {
 			nc.Write([]byte(tooLarge))

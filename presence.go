@@ -3,6 +3,7 @@ package realtime
 import (
 	"cmp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -20,6 +21,7 @@ type userIndex struct {
 		mu sync.Mutex
 		m  map[string]*userEntry
 	}
+	online atomic.Int64 // users with a connection here
 }
 
 // userEntry is one user's state on this pod, guarded by its shard's lock.
@@ -70,6 +72,9 @@ func (x *userIndex) add(c *conn, user string) (first bool, back []string) {
 	c.nextOfUser = e.head
 	e.head = c
 	e.n++
+	if e.n == 1 {
+		x.online.Add(1)
+	}
 	return e.n == 1, back
 }
 
@@ -95,6 +100,7 @@ func (x *userIndex) remove(c *conn, user string, rooms []string, debounce time.D
 	if e.n > 0 {
 		return false
 	}
+	x.online.Add(-1)
 	e.status = ""
 	var t *time.Timer
 	t = time.AfterFunc(debounce, func() {

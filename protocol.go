@@ -133,9 +133,11 @@ func (h *Handler) handleMessage(c *conn, payload []byte) {
 func (h *Handler) handleCommand(c *conn, payload []byte) {
 	var in inbound
 	if err := json.Unmarshal(payload, &in); err != nil {
+		h.stats.labels.commands[cmdInvalid].Add(1)
 		h.sendError(c, ErrCodeBadJSON, "message is not a JSON object like {\"type\":…}")
 		return
 	}
+	h.stats.labels.commands[kindOf(&in)].Add(1)
 	switch in.Type {
 	case "":
 		h.sendError(c, ErrCodeUnknownType, "message has no type")
@@ -166,6 +168,33 @@ func (h *Handler) handleCommand(c *conn, payload []byte) {
 	}
 }
 
+// kindOf returns what in asks for, for the counters.
+func kindOf(in *inbound) commandKind {
+	switch in.Type {
+	case MessageTypeJoin:
+		return cmdJoin
+	case MessageTypeLeave:
+		return cmdLeave
+	case MessageTypePresence:
+		return cmdPresence
+	case MessageTypeMembers:
+		return cmdMembers
+	case MessageTypeRefresh:
+		return cmdRefresh
+	case MessageTypePing:
+		return cmdPing
+	case "", MessageTypeSystem, MessageTypeError, MessageTypePong, MessageTypeMembersDiff:
+		return cmdInvalid
+	}
+	switch {
+	case !validType(in.Type):
+		return cmdInvalid
+	case in.To != "":
+		return cmdDirect
+	}
+	return cmdPublish
+}
+
 func (h *Handler) sendConnected(c *conn) {
 	msg, err := SystemMessage(MessageTypeSystem, ConnectedData{Event: "connected", ConnectionID: c.id, UserID: c.UserID(), ExpiresAt: unixOrZero(c.identity().ExpiresAt)})
 	if err == nil {
@@ -178,6 +207,7 @@ func (h *Handler) sendError(c *conn, code, text string) { h.sendErrorIn(c, "", c
 // sendErrorIn sends an error about room (its "room" field says which).
 func (h *Handler) sendErrorIn(c *conn, room, code, text string) {
 	h.stats.errorsSent.Add(1)
+	h.stats.labels.errors[errorIndex(code)].Add(1)
 	msg, err := SystemMessage(MessageTypeError, ErrorData{Code: code, Message: text})
 	if err == nil {
 		msg.Room = room

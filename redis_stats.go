@@ -1,5 +1,7 @@
 package realtime
 
+import "time"
+
 // BroadcasterStats are cumulative counters of a RedisBroadcaster.
 //
 // It is a plain value: a copy taken when Stats was called.
@@ -32,6 +34,9 @@ type BroadcasterStats struct {
 	// delivered in the same epoch (it lost recent writes); each made the
 	// room start a new epoch.
 	HistoryRegressions uint64
+	// LinkLag is how long the last canary took from this pod through Redis
+	// and back; LinkAge how long ago it came back (0: none yet).
+	LinkLag, LinkAge time.Duration
 }
 
 // Stats returns the broadcaster's counters.
@@ -41,6 +46,7 @@ func (b *RedisBroadcaster) Stats() BroadcasterStats {
 		Published: s.Published, PublishErrors: s.PublishErrors,
 		Received: s.Received, Delivered: b.delivered.Load(), Skipped: b.skipped.Load(), Dropped: s.Dropped, DecodeErrors: b.decodeErrors.Load(),
 		Subscriptions: s.Subscriptions, Partitions: s.Partitions,
+		LinkLag: s.CanaryRTT, LinkAge: s.CanaryAge,
 	}
 	if x := b.hist; x != nil {
 		ls := x.log.Stats()

@@ -21,6 +21,8 @@ type HubStats struct {
 	// FanoutBuckets[i] seconds (and more than the bucket before); the last
 	// counts the rest.
 	FanoutSeconds [len(FanoutBuckets) + 1]uint64
+	// FanoutSecondsSum is the total time of those broadcasts, in seconds.
+	FanoutSecondsSum float64
 }
 
 // FanoutBuckets are the upper bounds, in seconds, of HubStats.FanoutSeconds.
@@ -29,6 +31,7 @@ var FanoutBuckets = [...]float64{1e-6, 4e-6, 16e-6, 64e-6, 256e-6, 1e-3, 4e-3, 1
 type hubCounters struct {
 	registered, unregistered, broadcasts, delivered, dropped atomic.Uint64
 	fanout                                                   [len(FanoutBuckets) + 1]atomic.Uint64
+	fanoutNanos                                              atomic.Uint64
 }
 
 func (c *hubCounters) observeFanout(seconds float64) {
@@ -37,6 +40,7 @@ func (c *hubCounters) observeFanout(seconds float64) {
 		i++
 	}
 	c.fanout[i].Add(1)
+	c.fanoutNanos.Add(uint64(seconds * 1e9))
 }
 
 // Stats returns the hub's counters. Each is read atomically; together they
@@ -54,5 +58,6 @@ func (h *ShardedHub) Stats() HubStats {
 			}
 			return out
 		}(),
+		FanoutSecondsSum: float64(h.stats.fanoutNanos.Load()) / 1e9,
 	}
 }

@@ -35,6 +35,19 @@ type HandlerStats struct {
 	// (CloseUnauthorized); Disconnected those closed by DisconnectUser or
 	// the server API (CloseForbidden).
 	Expired, Disconnected uint64
+	// Users is how many distinct users have a connection on this handler
+	// now.
+	Users int
+	// Counters by label: Closes, connections that ended, by who closed and
+	// why (one entry per kind seen); ErrorsByCode, error messages sent, by
+	// code; Commands, client messages handled, by what they asked
+	// (publish, direct, join, leave, presence, members, refresh, ping,
+	// invalid); RejectedByStatus, upgrades refused, by HTTP status ("400",
+	// "401", "403", "431", "503").
+	Closes           []CloseStat
+	ErrorsByCode     map[string]uint64
+	Commands         map[string]uint64
+	RejectedByStatus map[string]uint64
 }
 
 type handlerCounters struct {
@@ -44,6 +57,7 @@ type handlerCounters struct {
 	errorsSent, publishErrors, throttled     atomic.Uint64
 	recovered, notRecovered, replayed        atomic.Uint64
 	expired, disconnected                    atomic.Uint64
+	labels                                   labelCounters
 }
 
 // Stats returns the handler's counters.
@@ -58,6 +72,8 @@ func (h *Handler) Stats() HandlerStats {
 		Recovered: s.recovered.Load(), NotRecovered: s.notRecovered.Load(), Replayed: s.replayed.Load(),
 		Expired: s.expired.Load(), Disconnected: s.disconnected.Load(),
 	}
+	st.Users = int(h.users.online.Load())
+	s.labels.fill(&st)
 	if h.mem != nil {
 		hs := h.mem.log.Stats()
 		st.HistoryRooms, st.HistoryBytes = hs.Rooms, hs.Bytes

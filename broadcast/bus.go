@@ -79,6 +79,11 @@ type Stats struct {
 	Subscriptions uint64
 	// Partitions is how many partitions the pod listens to now.
 	Partitions int
+	// CanaryRTT is how long the last canary took from this pod through
+	// Redis and back (the link's lag); CanaryAge how long ago it came back
+	// (0: none yet). Ready fails once CanaryAge passes three
+	// CanaryIntervals.
+	CanaryRTT, CanaryAge time.Duration
 }
 
 // Bus is one pod's link to the others. All methods may be called
@@ -104,6 +109,7 @@ type Bus struct {
 	brokenSince atomic.Int64
 
 	lastCanary atomic.Int64 // unix nanoseconds when a canary came back
+	canaryRTT  atomic.Int64 // nanoseconds the last canary took through Redis
 	started    atomic.Int64
 	wg         sync.WaitGroup
 
@@ -335,7 +341,9 @@ func (b *Bus) isCanary(m string) bool {
 		return false
 	}
 	if sent, err := strconv.ParseInt(m[len(canaryPrefix):], 10, 64); err == nil && sent >= b.started.Load() {
-		b.lastCanary.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		b.lastCanary.Store(now)
+		b.canaryRTT.Store(now - sent)
 	}
 	return true
 }
@@ -435,5 +443,14 @@ func (b *Bus) Stats() Stats {
 		Published: b.published.Load(), PublishErrors: b.publishErrors.Load(),
 		Received: b.received.Load(), Dropped: b.dropped.Load(),
 		Subscriptions: b.subscribed.Load(), Partitions: n,
+		CanaryRTT: time.Duration(b.canaryRTT.Load()), CanaryAge: canaryAge(b.lastCanary.Load()),
 	}
+}
+
+// canaryAge returns how long ago the unix-nanosecond time last was, or 0.
+func canaryAge(last int64) time.Duration {
+	if last == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, last))
 }

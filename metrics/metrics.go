@@ -1,6 +1,15 @@
-// Package metrics exports the realtime library's counters to Prometheus.
-// The library only keeps counters (Stats methods); this collector reads them
-// at each scrape, so the hot paths pay for no metrics library.
+// Package metrics exports the realtime library's counters to Prometheus: a
+// prometheus.Collector over a ShardedHub, a Handler and, with several pods,
+// a RedisBroadcaster. The library keeps only atomic counters (its Stats
+// methods); the collector reads them at each scrape, so the hot paths pay
+// for no metrics library.
+//
+//	reg := prometheus.NewRegistry()
+//	reg.MustRegister(metrics.New(metrics.Sources{Hub: hub, Handler: h, Broadcaster: rb}))
+//	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//
+// Every metric is named realtime_…; counters end in _total, durations are in
+// seconds, labels are lower case. Metrics lists them all.
 package metrics
 
 import (
@@ -9,70 +18,63 @@ import (
 	"github.com/realtimehub/realtime"
 )
 
-// Collector reads a hub, a handler and, if not nil, a Redis broadcaster.
-type Collector struct {
-	hub     *realtime.ShardedHub
-	handler *realtime.Handler
-	rb      *realtime.RedisBroadcaster
+// Sources are what a Collector reads; a nil field's metrics are left out.
+//
+// It is a plain value, copied by New.
+type Sources struct {
+	Hub         *realtime.ShardedHub
+	Handler     *realtime.Handler
+	Broadcaster *realtime.RedisBroadcaster
 }
+
+// Collector is a prometheus.Collector over Sources. All methods may be
+// called concurrently (a registry scrapes from several goroutines).
+type Collector struct{ src Sources }
 
 // New returns a Collector; register it with a prometheus.Registry.
-func New(hub *realtime.ShardedHub, handler *realtime.Handler, rb *realtime.RedisBroadcaster) *Collector {
-	return &Collector{hub: hub, handler: handler, rb: rb}
-}
+func New(src Sources) *Collector { return &Collector{src: src} }
 
-func desc(name, help string) *prometheus.Desc {
-	return prometheus.NewDesc("realtime_"+name, help, nil, nil)
-}
-
-var (
-	connections    = desc("connections", "Connections registered with the hub.")
-	rooms          = desc("rooms", "Rooms with at least one member on this pod.")
-	messagesIn     = desc("messages_in_total", "Text messages received from clients.")
-	framesOut      = desc("frames_out_total", "WebSocket frames written to clients.")
-	deliveries     = desc("deliveries_total", "Messages queued to connections (broadcasts and direct).")
-	drops          = desc("deliveries_dropped_total", "Broadcast deliveries a connection refused (closed or queue full).")
-	slowConsumers  = desc("slow_consumer_disconnects_total", "Connections closed because their send queue filled.")
-	timeouts       = desc("ping_timeouts_total", "Connections closed for silence.")
-	protocolErrors = desc("protocol_errors_total", "Connections closed for breaking RFC 6455 or the size limit.")
-	accepted       = desc("upgrades_total", "WebSocket upgrades that succeeded.")
-	rejected       = desc("upgrades_rejected_total", "Upgrades refused (origin, authentication, bad handshake).")
-	fanout         = desc("fanout_seconds", "Time to hand one broadcast to every recipient's queue.")
-	published      = desc("redis_published_total", "Envelopes published to Redis.")
-	publishErrors  = desc("redis_publish_errors_total", "Publishes Redis refused (the sender got an error).")
-	received       = desc("redis_received_total", "Envelopes received from Redis.")
-	redisDropped   = desc("redis_dropped_total", "Envelopes dropped because a hand-off queue was full.")
-	resubscribed   = desc("redis_subscriptions_total", "Subscriptions Redis confirmed, resubscriptions included.")
-	redisReady     = desc("redis_ready", "1 while a canary through Redis comes back, else 0.")
-	recoveries     = prometheus.NewDesc("realtime_history_recoveries_total", "Joins with a since position, by result: recovered (every message after it followed) or not_recovered (recovered:false).", []string{"result"}, nil)
-	replayed       = desc("history_replayed_total", "Messages replayed to recovering joiners.")
-	historyRooms   = desc("history_rooms", "Rooms whose history this pod keeps in memory (all rooms on one pod; the rooms it serves with Redis).")
-	historyBytes   = desc("history_bytes", "Bytes of recent messages this pod keeps in memory for recovery.")
-	historySyncs   = desc("history_syncs_total", "Reads of a room's history from Redis after a gap, a resubscription or a first member.")
-	gapRepairs     = desc("history_gap_repaired_total", "Messages this pod had missed on pub/sub and delivered from a room's Redis stream, in order.")
-	historyHoles   = desc("history_holes_total", "Messages this pod could not get (no longer in Redis): members got a history_gap event.")
-)
+var _ prometheus.Collector = (*Collector)(nil)
 
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{connections, rooms, messagesIn, framesOut, deliveries, drops, slowConsumers,
-		timeouts, protocolErrors, accepted, rejected, fanout, published, publishErrors, received, redisDropped, resubscribed, redisReady,
-		recoveries, replayed, historyRooms, historyBytes, historySyncs, gapRepairs, historyHoles} {
-		ch <- d
+	for _, m := range all {
+		ch <- m.desc
 	}
 }
 
-// Collect reads the counters.
+// Collect reads the counters of the sources.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	counter := func(d *prometheus.Desc, v uint64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	out := emitter{ch}
+	if c.src.Hub != nil {
+		collectHub(out, c.src.Hub)
 	}
-	hs := c.hub.Stats()
-	gauge(connections, float64(c.hub.ConnectionCount()))
-	gauge(rooms, float64(c.hub.NumRooms()))
-	counter(deliveries, hs.Delivered)
-	counter(drops, hs.Dropped)
+	if c.src.Handler != nil {
+		collectHandler(out, c.src.Handler, c.src.Broadcaster == nil)
+	}
+	if c.src.Broadcaster != nil {
+		collectBroadcaster(out, c.src.Broadcaster)
+	}
+}
+
+// emitter sends metrics of the kinds the collector uses.
+type emitter struct{ ch chan<- prometheus.Metric }
+
+func (e emitter) gauge(m metric, v float64, labels ...string) {
+	e.ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, v, labels...)
+}
+
+func (e emitter) counter(m metric, v uint64, labels ...string) {
+	e.ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(v), labels...)
+}
+
+func collectHub(out emitter, hub *realtime.ShardedHub) {
+	hs := hub.Stats()
+	out.gauge(connections, float64(hub.ConnectionCount()))
+	out.gauge(rooms, float64(hub.NumRooms()))
+	out.counter(deliveries, hs.Delivered)
+	out.counter(drops, hs.Dropped)
+	out.counter(broadcasts, hs.Broadcasts)
 	buckets := map[float64]uint64{}
 	var count uint64
 	for i, n := range hs.FanoutSeconds {
@@ -81,40 +83,68 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			buckets[realtime.FanoutBuckets[i]] = count
 		}
 	}
-	ch <- prometheus.MustNewConstHistogram(fanout, count, 0, buckets) // the sum is not kept
-	if c.handler != nil {
-		s := c.handler.Stats()
-		counter(messagesIn, s.MessagesIn)
-		counter(framesOut, s.FramesOut)
-		counter(slowConsumers, s.SlowConsumers)
-		counter(timeouts, s.Timeouts)
-		counter(protocolErrors, s.ProtocolErrors)
-		counter(accepted, s.Accepted)
-		counter(rejected, s.Rejected)
-		ch <- prometheus.MustNewConstMetric(recoveries, prometheus.CounterValue, float64(s.Recovered), "recovered")
-		ch <- prometheus.MustNewConstMetric(recoveries, prometheus.CounterValue, float64(s.NotRecovered), "not_recovered")
-		counter(replayed, s.Replayed)
-		if c.rb == nil {
-			gauge(historyRooms, float64(s.HistoryRooms))
-			gauge(historyBytes, float64(s.HistoryBytes))
-		}
+	out.ch <- prometheus.MustNewConstHistogram(fanout.desc, count, hs.FanoutSecondsSum, buckets)
+}
+
+func collectHandler(out emitter, h *realtime.Handler, ownHistory bool) {
+	s := h.Stats()
+	out.gauge(users, float64(s.Users))
+	out.counter(messagesIn, s.MessagesIn)
+	out.counter(framesOut, s.FramesOut)
+	out.counter(bytesIn, s.BytesIn)
+	out.counter(bytesOut, s.BytesOut)
+	out.counter(slowConsumers, s.SlowConsumers)
+	out.counter(timeouts, s.Timeouts)
+	out.counter(protocolErrors, s.ProtocolErrors)
+	out.counter(accepted, s.Accepted)
+	out.counter(throttled, s.Throttled)
+	out.counter(closed, s.Closed)
+	out.counter(errorsSent, s.ErrorsSent)
+	out.counter(publishFailed, s.PublishErrors)
+	for _, cs := range s.Closes {
+		out.counter(closes, cs.Count, cs.Code, cs.Reason)
 	}
-	if c.rb != nil {
-		s := c.rb.Stats()
-		counter(published, s.Published)
-		counter(publishErrors, s.PublishErrors)
-		counter(received, s.Received)
-		counter(redisDropped, s.Dropped)
-		counter(resubscribed, s.Subscriptions)
-		ready := 0.0
-		if c.rb.Ready() == nil {
-			ready = 1
-		}
-		gauge(redisReady, ready)
-		gauge(historyRooms, float64(s.HistoryRooms))
-		gauge(historyBytes, float64(s.HistoryBytes))
-		counter(historySyncs, s.HistorySyncs)
-		counter(gapRepairs, s.HistoryRepaired)
-		counter(historyHoles, s.HistoryHoles)
+	for code, n := range s.ErrorsByCode {
+		out.counter(errorsByCode, n, code)
 	}
+	for typ, n := range s.Commands {
+		out.counter(commands, n, typ)
+	}
+	for status, n := range s.RejectedByStatus {
+		out.counter(rejected, n, status)
+	}
+	out.counter(recoveries, s.Recovered, "recovered")
+	out.counter(recoveries, s.NotRecovered, "not_recovered")
+	out.counter(replayed, s.Replayed)
+	if ownHistory {
+		out.gauge(historyRooms, float64(s.HistoryRooms))
+		out.gauge(historyBytes, float64(s.HistoryBytes))
+	}
+}
+
+func collectBroadcaster(out emitter, rb *realtime.RedisBroadcaster) {
+	s := rb.Stats()
+	out.counter(published, s.Published)
+	out.counter(publishErrors, s.PublishErrors)
+	out.counter(received, s.Received)
+	out.counter(redisDelivered, s.Delivered)
+	out.counter(redisSkipped, s.Skipped)
+	out.counter(redisDropped, s.Dropped)
+	out.counter(decodeErrors, s.DecodeErrors)
+	out.counter(resubscribed, s.Subscriptions)
+	out.gauge(partitions, float64(s.Partitions))
+	ready := 0.0
+	if rb.Ready() == nil {
+		ready = 1
+	}
+	out.gauge(redisReady, ready)
+	out.gauge(linkLag, s.LinkLag.Seconds())
+	out.gauge(linkAge, s.LinkAge.Seconds())
+	out.gauge(historyRooms, float64(s.HistoryRooms))
+	out.gauge(historyBytes, float64(s.HistoryBytes))
+	out.counter(historySyncs, s.HistorySyncs)
+	out.counter(historySyncErrors, s.HistorySyncErrors)
+	out.counter(gapRepairs, s.HistoryRepaired)
+	out.counter(historyHoles, s.HistoryHoles)
+	out.counter(historyRegressions, s.HistoryRegressions)
 }

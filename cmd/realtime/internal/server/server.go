@@ -21,7 +21,7 @@ import (
 
 	"github.com/realtimehub/realtime"
 	"github.com/realtimehub/realtime/cmd/internal/debugstats"
-	"github.com/realtimehub/realtime/cmd/realtime/internal/metrics"
+	"github.com/realtimehub/realtime/metrics"
 )
 
 // Options configures Run. The zero value serves on 127.0.0.1:8080.
@@ -213,7 +213,7 @@ func routes(opts Options, hub *realtime.ShardedHub, handler *realtime.Handler, r
 		w.Write([]byte("ok\n"))
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.New(hub, handler, rb), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(metrics.New(metrics.Sources{Hub: hub, Handler: handler, Broadcaster: rb}), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, mux := range []*http.ServeMux{public, admin} {
 		mux.HandleFunc("/healthz", health)
 		mux.HandleFunc("/readyz", ready)
