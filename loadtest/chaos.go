@@ -14,6 +14,7 @@ import (
 type chaosRun struct {
 	cfg     *chaosConfig
 	outDir  string
+	command string // the command line, quoted
 	t0      time.Time
 	redis   *chaosRedis
 	pods    []*chaosPod
@@ -31,7 +32,7 @@ type chaosRun struct {
 // runChaos runs -chaos and returns the exit status: 1 when the run failed
 // or its integrity failures exceed -chaos-max-lost.
 func runChaos(ctx context.Context, cfg *config) int {
-	r := &chaosRun{cfg: &cfg.chaos, outDir: cfg.outDir, t0: time.Now()}
+	r := &chaosRun{cfg: &cfg.chaos, outDir: cfg.outDir, command: cfg.command, t0: time.Now()}
 	kinds, err := r.cfg.faultKinds()
 	if err == nil {
 		err = r.cfg.check()

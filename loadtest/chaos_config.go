@@ -37,20 +37,20 @@ type chaosConfig struct {
 }
 
 // register declares the -chaos flags.
-func (c *chaosConfig) register() {
-	flag.BoolVar(&c.on, "chaos", false, "chaos mode: clients in many rooms across pods behind Redis (AOF), while pods are killed, Redis restarted, its pub/sub clients killed and client sockets dropped; checks every client got every offset exactly once, in order (writes chaos.json)")
-	flag.IntVar(&c.conns, "chaos-conns", 5000, "with -chaos: client connections (besides one publisher per room)")
-	flag.IntVar(&c.rooms, "chaos-rooms", 50, "with -chaos: rooms chaos-0 … chaos-N-1, clients spread evenly")
-	flag.IntVar(&c.pods, "chaos-pods", 2, "with -chaos: server processes sharing one port (SO_REUSEPORT)")
-	flag.Float64Var(&c.rate, "chaos-rate", 300, "with -chaos: messages per second over all rooms")
-	flag.DurationVar(&c.duration, "chaos-duration", 60*time.Second, "with -chaos: how long faults are injected")
-	flag.DurationVar(&c.warmup, "chaos-warmup", 3*time.Second, "with -chaos: publishing before the first fault")
-	flag.DurationVar(&c.tail, "chaos-tail", 5*time.Second, "with -chaos: publishing after the last fault")
-	flag.DurationVar(&c.down, "chaos-down", time.Second, "with -chaos: how long a killed pod or a stopped Redis stays down")
-	flag.IntVar(&c.faultsPerKind, "chaos-faults", 6, "with -chaos: faults of each kind, spread evenly over -chaos-duration")
-	flag.StringVar(&c.kinds, "chaos-kinds", strings.Join(allFaultKinds, ","), "with -chaos: fault kinds, injected in turn")
-	flag.Float64Var(&c.dropFrac, "chaos-drop", 0.1, "with -chaos: fraction of the connections a client-drop closes")
-	flag.Int64Var(&c.maxBad, "chaos-max-lost", 0, "with -chaos: exit 1 when lost + duplicated + out of order + the other integrity failures exceed this")
+func (c *chaosConfig) register(fs *flag.FlagSet) {
+	fs.BoolVar(&c.on, "chaos", false, "chaos mode: clients in many rooms across pods behind Redis (AOF), while pods are killed, Redis restarted, its pub/sub clients killed and client sockets dropped; checks every client got every offset exactly once, in order (writes chaos.json)")
+	fs.IntVar(&c.conns, "chaos-conns", 5000, "with -chaos: client connections (besides one publisher per room)")
+	fs.IntVar(&c.rooms, "chaos-rooms", 50, "with -chaos: rooms chaos-0 … chaos-N-1, clients spread evenly")
+	fs.IntVar(&c.pods, "chaos-pods", 2, "with -chaos: server processes sharing one port (SO_REUSEPORT)")
+	fs.Float64Var(&c.rate, "chaos-rate", 300, "with -chaos: messages per second over all rooms")
+	fs.DurationVar(&c.duration, "chaos-duration", 60*time.Second, "with -chaos: how long faults are injected")
+	fs.DurationVar(&c.warmup, "chaos-warmup", 3*time.Second, "with -chaos: publishing before the first fault")
+	fs.DurationVar(&c.tail, "chaos-tail", 5*time.Second, "with -chaos: publishing after the last fault")
+	fs.DurationVar(&c.down, "chaos-down", time.Second, "with -chaos: how long a killed pod or a stopped Redis stays down")
+	fs.IntVar(&c.faultsPerKind, "chaos-faults", 6, "with -chaos: faults of each kind, spread evenly over -chaos-duration")
+	fs.StringVar(&c.kinds, "chaos-kinds", strings.Join(allFaultKinds, ","), "with -chaos: fault kinds, injected in turn")
+	fs.Float64Var(&c.dropFrac, "chaos-drop", 0.1, "with -chaos: fraction of the connections a client-drop closes")
+	fs.Int64Var(&c.maxBad, "chaos-max-lost", 0, "with -chaos: exit 1 when lost + duplicated + out of order + the other integrity failures exceed this")
 }
 
 // faultKinds returns the -chaos-kinds list, checked.

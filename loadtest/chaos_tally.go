@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -92,7 +90,7 @@ const samplesPerKind = 40
 // per fault kind, what went wrong.
 func (r *chaosRun) tally(ends map[string]roomEnd, pubElapsed time.Duration) *chaosReport {
 	now := time.Now()
-	rep := &chaosReport{Command: strings.Join(os.Args, " "), Members: r.cfg.conns, Publishers: len(r.pubs),
+	rep := &chaosReport{Command: r.command, Members: r.cfg.conns, Publishers: len(r.pubs),
 		Rooms: len(r.rooms), Pods: len(r.pods), RunS: now.Sub(r.t0).Seconds(), PublishS: pubElapsed.Seconds(),
 		Faults: r.faults, ErrorCodes: map[string]int{}, RoomEnds: map[string]roomEndJSON{}, RoomFailures: map[string]*kindTally{}, DropsByPod: map[string]int{}}
 	byKind := map[string]*kindTally{"before-faults": {Kind: "before-faults"}}

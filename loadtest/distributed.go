@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -182,5 +181,5 @@ func (s *distSummary) write() error {
 		Lost: agg.Lost, Duplicates: agg.Duplicates, DeliveriesPerS: s.deliveriesPerS(),
 		CPUPerDelivery: s.cpuPerDelivery(), Latency: agg.Latency,
 		P50ms: ms(quantile(agg.Latency, 0.5)), P99ms: ms(quantile(agg.Latency, 0.99)), MaxMs: ms(time.Duration(agg.MaxNs))})
-	return writeHTML(filepath.Join(s.cfg.outDir, "report.html"), rows, strings.Join(os.Args, " "))
+	return writeHTML(filepath.Join(s.cfg.outDir, "report.html"), rows, s.cfg.command)
 }

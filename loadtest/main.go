@@ -21,6 +21,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,29 +30,41 @@ import (
 )
 
 func main() {
-	cfg := parseFlags()
+	os.Exit(run(os.Args[0], os.Args[1:]))
+}
+
+// run runs the load test that args (the command line without the program's
+// name) ask for, and returns the exit status: 0, 1 when the run failed (or
+// -chaos found a fault), 2 on a bad command line.
+func run(prog string, args []string) int {
+	cfg, err := parseFlags(prog, args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2 // parseFlags printed why
+	}
 	binDir = cfg.binDir
-	var err error
 	if sourceIPs, err = parseSourceIPs(cfg.sourceIPs); err != nil {
-		fail(err)
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		return 2
 	}
 	if cfg.fleetMode {
 		if err := runFleet(cfg.extURL, cfg.conns, cfg.fleetFrom, cfg.msgs); err != nil {
 			fmt.Fprintln(os.Stderr, "fleet:", err)
-			os.Exit(1)
+			return 1
 		}
-		return
+		return 0
 	}
 	if err := os.MkdirAll(cfg.outDir, 0o755); err != nil {
-		fail(err)
+		return failed(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.deadline)
 	defer cancel()
 	if cfg.chaos.on {
-		code := runChaos(ctx, cfg)
-		cancel()
-		os.Exit(code)
+		return runChaos(ctx, cfg)
 	}
+	ext = nil
 	if cfg.extURL != "" {
 		ext = &external{url: cfg.extURL, hello: cfg.hello, publish: cfg.pubTmpl, publishURL: cfg.pubURL, ack: cfg.ackMatch, pid: cfg.extPID}
 		cfg.targets = "external"
@@ -60,28 +74,35 @@ func main() {
 	}
 	if cfg.pods > 1 || cfg.procs > 1 {
 		if ext != nil {
-			fail(fmt.Errorf("-url drives one load process (at most ~19,500 connections, -procs 1): run one load test per machine for more"))
+			fmt.Fprintln(os.Stderr, "loadtest: -url drives one load process (at most ~19,500 connections, -procs 1): run one load test per machine for more")
+			return 2
 		}
 		if err := runDistributed(ctx, cfg); err != nil {
-			fail(err)
+			return failed(err)
 		}
-		return
+		return 0
 	}
-	results := runTargets(ctx, cfg)
+	results, err := runTargets(ctx, cfg)
+	if err != nil {
+		return failed(err)
+	}
 	printTable(results)
-	writeReports(cfg.outDir, results)
+	if err := writeReports(cfg, results); err != nil {
+		return failed(err)
+	}
+	return 0
 }
 
-// fail prints err and exits with status 1.
-func fail(err error) {
+// failed prints err and returns exit status 1.
+func failed(err error) int {
 	fmt.Fprintln(os.Stderr, "loadtest:", err)
-	os.Exit(1)
+	return 1
 }
 
 // runTargets runs every target cfg.repeat times, interleaved across targets
 // so that a slow spell of the machine does not fall on one target alone, and
 // returns each target's medians. A failed run ends the load test.
-func runTargets(ctx context.Context, cfg *config) []result {
+func runTargets(ctx context.Context, cfg *config) ([]result, error) {
 	names := strings.Split(cfg.targets, ",")
 	runs := make([][]result, len(names))
 	for rep := range max(cfg.repeat, 1) {
@@ -89,7 +110,7 @@ func runTargets(ctx context.Context, cfg *config) []result {
 			fmt.Fprintf(os.Stderr, "== run %d/%d: %s\n", rep+1, cfg.repeat, target)
 			r, err := runTarget(ctx, cfg, strings.TrimSpace(target))
 			if err != nil {
-				fail(fmt.Errorf("%s: %w", target, err))
+				return nil, fmt.Errorf("%s: %w", target, err)
 			}
 			runs[i] = append(runs[i], r)
 		}
@@ -98,20 +119,21 @@ func runTargets(ctx context.Context, cfg *config) []result {
 	for _, rs := range runs {
 		results = append(results, medianResult(rs))
 	}
-	return results
+	return results, nil
 }
 
-// writeReports writes report.json and report.html into outDir and prints
-// their paths.
-func writeReports(outDir string, results []result) {
+// writeReports writes report.json and report.html into the output directory
+// and prints their paths.
+func writeReports(cfg *config, results []result) error {
 	b, _ := json.MarshalIndent(results, "", "  ")
-	path := filepath.Join(outDir, "report.json")
+	path := filepath.Join(cfg.outDir, "report.json")
 	if err := os.WriteFile(path, b, 0o644); err != nil {
-		fail(err)
+		return err
 	}
-	htmlPath := filepath.Join(outDir, "report.html")
-	if err := writeHTML(htmlPath, results, strings.Join(os.Args, " ")); err != nil {
-		fail(err)
+	htmlPath := filepath.Join(cfg.outDir, "report.html")
+	if err := writeHTML(htmlPath, results, cfg.command); err != nil {
+		return err
 	}
 	fmt.Println("report:", path, htmlPath)
+	return nil
 }

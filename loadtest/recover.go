@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"sync"
@@ -12,10 +11,6 @@ import (
 
 	"github.com/gorilla/websocket"
 )
-
-// stormMissed is -storm-missed: with -storm, messages published to each
-// room while every connection is away, which each must recover.
-var stormMissed = flag.Int("storm-missed", 0, "with -storm (our server): publish N messages to each room while every connection is away; each comes back, rejoins with since, and must get exactly those, in order (reports recovered, wrong, time until all are current)")
 
 // recoveryResult is what -storm -storm-missed measures.
 type recoveryResult struct {
@@ -47,19 +42,19 @@ type inMsg struct {
 }
 
 // recoverStorm runs after every connection was dropped: it publishes
-// *stormMissed messages to each room (one publisher per room, which waits
+// -storm-missed messages to each room (one publisher per room, which waits
 // for its last message to come back, so all are placed), then brings every
 // connection back at once as realtime.js does, rejoining with the room's
 // position from before, and checks what each receives.
 func (t *targetRun) recoverStorm(ctx context.Context, rooms int) *recoveryResult {
-	res := &recoveryResult{Missed: *stormMissed}
-	before, err := t.publishMissed(ctx, rooms, *stormMissed)
+	res := &recoveryResult{Missed: t.cfg.stormMissed}
+	before, err := t.publishMissed(ctx, rooms, t.cfg.stormMissed)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "storm-missed:", err)
 		res.Failed = int64(t.cfg.conns)
 		return res
 	}
-	fmt.Fprintf(os.Stderr, "%s: storm: %d messages published to each of %d rooms while away; reconnecting %d\n", t.target, *stormMissed, rooms, t.cfg.conns)
+	fmt.Fprintf(os.Stderr, "%s: storm: %d messages published to each of %d rooms while away; reconnecting %d\n", t.target, t.cfg.stormMissed, rooms, t.cfg.conns)
 	var current atomic.Int64
 	conns := make([]*websocket.Conn, t.cfg.conns)
 	start := time.Now()
@@ -186,7 +181,7 @@ func (t *targetRun) recoverOne(ctx context.Context, i int, room string, since ro
 		atomic.AddInt64(&res.Failed, 1)
 		return c, false
 	}
-	next, last := since.Offset+1, since.Offset+uint64(*stormMissed)
+	next, last := since.Offset+1, since.Offset+uint64(t.cfg.stormMissed)
 	acked := false
 	for next <= last {
 		var m inMsg

@@ -46,7 +46,7 @@ func (t *targetRun) storm(ctx context.Context) *stormResult {
 	t.f.closing.Store(false)
 	t.f.acks.Store(0)
 	res := &stormResult{}
-	if *stormMissed > 0 && t.impl == "realtime" {
+	if t.cfg.stormMissed > 0 && t.impl == "realtime" {
 		res.Recovery = t.recoverStorm(ctx, max(t.cfg.rooms, 1))
 		return res
 	}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+)
+
+func TestHelpHidesInternalFlags(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := parseFlags("loadtest", []string{"-conns", "5", "-h"}, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	help := out.String()
+	for name := range internalFlags {
+		if strings.Contains(help, "-"+name+" ") || strings.Contains(help, "-"+name+"\n") {
+			t.Errorf("-h shows the internal flag -%s", name)
+		}
+	}
+	for _, want := range []string{"-url string", "-chaos-conns int", "(default 10000)"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("-h lacks %q:\n%s", want, help)
+		}
+	}
+	// The internal flags still parse: the load processes get them.
+	cfg, err := parseFlags("loadtest", []string{"-fleet", "-fleet-first", "7"}, &out)
+	if err != nil || !cfg.fleetMode || cfg.fleetFrom != 7 {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+}
+
+func TestCommandLineQuoted(t *testing.T) {
+	cfg, err := parseFlags("out/bin/loadtest", []string{"-url", "ws://h:1/ws", "-hello", `{"type":"join","room":"{room}"}`, "-publish", "it's", "-ack", ""}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `out/bin/loadtest -url ws://h:1/ws -hello '{"type":"join","room":"{room}"}' -publish 'it'\''s' -ack ''`
+	if cfg.command != want {
+		t.Fatalf("command\n got %s\nwant %s", cfg.command, want)
+	}
+}
