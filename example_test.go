@@ -2,10 +2,12 @@ package realtime_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/realtimehub/realtime"
 )
@@ -69,4 +71,62 @@ func ExampleHandler_Publish() {
 	}
 	fmt.Println(msg.Room, msg.Offset)
 	// Output: ~alice 1
+}
+
+// The server API: a backend publishes, asks who is online and disconnects
+// users over HTTP, behind its own authorization.
+func ExampleNewAPI() {
+	hub := realtime.NewHub(nil)
+	handler := realtime.NewHandler(hub, nil, realtime.HandlerConfig{})
+	api := realtime.NewAPI(handler, realtime.APIConfig{
+		Authorize: func(r *http.Request) error {
+			if r.Header.Get("Authorization") != "apikey s3cret" {
+				return errors.New("wrong API key") // 401
+			}
+			return nil
+		},
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/api/", api) // POST /api/publish, GET /api/presence, POST /api/disconnect
+	mux.Handle("/ws", handler.Routes())
+	_ = mux
+}
+
+// A user's connections on every pod: a notification to each of them, and
+// a ban.
+func ExampleHandler_PublishToUser() {
+	hub := realtime.NewHub(nil)
+	handler := realtime.NewHandler(hub, nil, realtime.HandlerConfig{})
+	ctx := context.Background()
+	note, _ := realtime.SystemMessage(realtime.MessageTypeNotification, map[string]int{"unread": 3})
+	fmt.Println(handler.PublishToUser(ctx, "alice", note))
+	fmt.Println(handler.DisconnectUser(ctx, "mallory")) // close 3003 on every pod
+	n, _ := handler.UserConnections(ctx, "alice")
+	fmt.Println(n)
+	// Output:
+	// <nil>
+	// <nil>
+	// 0
+}
+
+// An identity with an expiry: the connection is closed with 3000 at
+// ExpiresAt unless the client sends a refresh with a token Refresh accepts.
+func ExampleHandlerConfig_identity() {
+	verify := func(token string) (*realtime.Identity, error) { // your token check
+		if token == "" {
+			return nil, errors.New("no token")
+		}
+		return &realtime.Identity{UserID: token, ExpiresAt: time.Now().Add(time.Hour), Claims: map[string]any{"role": "member"}}, nil
+	}
+	cfg := realtime.HandlerConfig{
+		AuthenticateIdentity: func(r *http.Request) (*realtime.Identity, error) { return verify(r.URL.Query().Get("token")) },
+		Refresh:              func(_ context.Context, token string) (*realtime.Identity, error) { return verify(token) },
+		AuthorizeJoinContext: func(_ context.Context, id *realtime.Identity, room string) error {
+			if room == "staff" && id.Claims["role"] != "staff" {
+				return errors.New("staff only")
+			}
+			return nil
+		},
+	}
+	_ = realtime.NewHandler(realtime.NewHub(nil), nil, cfg)
 }
