@@ -37,6 +37,11 @@ type config struct {
 	pubURL   string
 	ackMatch string
 	extPID   int
+	pubHdr   []string // -publish-header, each "Name: value"
+
+	publisherReceives bool          // a server delivers a message to its sender too
+	thresholds        thresholds    // -max-lost, -max-p99, -min-rate
+	deliveryWait      time.Duration // after the last message, how long deliveries may take
 
 	sourceIPs string // -source-ips, as given (passed on to load processes)
 
@@ -78,25 +83,49 @@ func parseFlags(prog string, args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.extURL, "url", "", "drive this WebSocket server instead of starting ours (e.g. ws://host:port/path)")
 	fs.StringVar(&c.hello, "hello", `{"type":"join","room":"{room}"}`, "with -url: the frame each connection sends first; {room} is replaced")
 	fs.StringVar(&c.pubTmpl, "publish", `{"type":"chat","room":"{room}","data":{"t":{t}}}`, "with -url: a published message; {room} and {t} (send time, ns) are replaced; receivers find \"t\":<ns> in what they get")
-	fs.StringVar(&c.pubURL, "publish-url", "", "with -url: POST published messages here instead of sending them on connection 0")
+	fs.StringVar(&c.pubURL, "publish-url", "", "with -url: POST published messages here instead of sending each on a connection in its room")
+	fs.Func("publish-header", "with -publish-url: a header of each POST, 'Name: value' (repeatable), e.g. 'Authorization: apikey KEY'", func(v string) error {
+		if name, _, ok := strings.Cut(v, ":"); !ok || strings.TrimSpace(name) == "" {
+			return fmt.Errorf("want 'Name: value'")
+		}
+		c.pubHdr = append(c.pubHdr, v)
+		return nil
+	})
+	fs.BoolVar(&c.publisherReceives, "publisher-receives", true, "a message sent on a connection comes back to that connection too (false for a server that does not echo to the sender; then the publishers expect none of their own messages)")
+	fs.DurationVar(&c.deliveryWait, "delivery-wait", time.Minute, "after the last message, wait at most this long for the deliveries still expected (what has not come then is lost)")
 	fs.StringVar(&c.ackMatch, "ack", "", "with -url: a substring of the server's answer to the hello frame; empty: do not wait for one")
 	fs.IntVar(&c.extPID, "server-pid", 0, "with -url: the server's PID on this machine, to read its RSS and CPU")
 	fs.StringVar(&c.sourceIPs, "source-ips", "", "spread connections over these source addresses of this host: comma-separated, each an address or an IPv4 range first-last (default: 127.0.0.1-127.0.0.250 for a loopback target, the kernel's choice for any other)")
+	fs.Int64Var(&c.thresholds.maxLost, "max-lost", -1, "threshold: exit 1 when a target lost more than N messages (summed over -repeat runs); -1: none")
+	fs.DurationVar(&c.thresholds.maxP99, "max-p99", 0, "threshold: exit 1 when a target's fan-out latency p99 is above this (e.g. 50ms); 0: none")
+	fs.Float64Var(&c.thresholds.minRate, "min-rate", 0, "threshold: exit 1 when a target delivered fewer messages per second than this over its fan-out; 0: none")
 	c.chaos.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		err := fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
+	if err := c.check(fs); err != nil {
 		fmt.Fprintln(out, "loadtest:", err)
 		return nil, err
 	}
 	return c, nil
 }
 
+// check rejects command lines the run cannot work with.
+func (c *config) check(fs *flag.FlagSet) error {
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
+	case c.conns < 1 || c.msgs < 0 || c.rooms < 1:
+		return fmt.Errorf("-conns and -rooms must be at least 1, -msgs at least 0")
+	case c.rooms > c.conns && !c.chaos.on:
+		return fmt.Errorf("-rooms %d with -conns %d: every room needs a connection (its publisher)", c.rooms, c.conns)
+	}
+	return nil
+}
+
 // usage prints what -h shows: every flag but the internal ones.
 func usage(fs *flag.FlagSet, prog string, out io.Writer) {
-	fmt.Fprintf(out, "Usage: %s [flags]\n\nMeasures WebSocket servers with real sockets: ours and the gorilla baseline, or any server with -url (see loadtest/README.md).\nExit status: 0, or 1 when the run failed, 2 on a bad command line.\n\nFlags:\n", prog)
+	fmt.Fprintf(out, "Usage: %s [flags]\n\nMeasures WebSocket servers with real sockets: ours and the gorilla baseline, or any server with -url (see loadtest/README.md).\nExit status: 0; 1 when the run failed or broke a threshold (-max-lost, -max-p99, -min-rate: the report says which); 2 on a bad command line.\n\nFlags:\n", prog)
 	public := flag.NewFlagSet(prog, flag.ContinueOnError)
 	public.SetOutput(out)
 	fs.VisitAll(func(f *flag.Flag) {

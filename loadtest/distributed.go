@@ -74,7 +74,13 @@ func runDistributed(ctx context.Context, cfg *config) error {
 		return err
 	}
 	s.print()
-	return s.write()
+	if err := s.write(); err != nil {
+		return err
+	}
+	if !s.passed {
+		return errThresholds
+	}
+	return nil
 }
 
 // joinPublisher opens the publisher's connection and joins room "big". It is
@@ -126,6 +132,7 @@ type distSummary struct {
 	connectRate float64
 	elapsed     time.Duration // the fan-out's
 	cpuTotal    time.Duration // the pods' CPU time during the fan-out
+	passed      bool          // no threshold broken (set by write)
 }
 
 // sumConns is the connections on the pods: the load processes' and the
@@ -163,23 +170,34 @@ func (s *distSummary) print() {
 		s.cpuPerDelivery(), ms(quantile(agg.Latency, 0.5)), ms(quantile(agg.Latency, 0.99)), ms(time.Duration(agg.MaxNs)))
 }
 
-// write writes distributed.json and report.html into the output directory.
+// write judges the thresholds on the total and writes distributed.json and
+// report.html into the output directory.
 func (s *distSummary) write() error {
 	agg := s.agg
-	b, _ := json.MarshalIndent(map[string]any{"pods": s.figs, "total": agg, "connect_rate_per_s": s.connectRate,
-		"deliveries_per_s": s.deliveriesPerS()}, "", "  ")
-	if err := os.WriteFile(filepath.Join(s.cfg.outDir, "distributed.json"), b, 0o644); err != nil {
-		return err
-	}
 	// The same HTML report: one row per pod, and the total with the latency.
 	var rows []result
 	for i, f := range s.figs {
+		// A pod's goroutines are all it has, not those added: not the
+		// column's figure. Its fan-out figures are the total's.
 		rows = append(rows, result{Target: fmt.Sprintf("pod%d", i), Conns: f.Conns, Runs: 1, RSSPerConn: f.RSSPerConn,
-			RSSPerConnGC: f.RSSGCPerCon, GoroutinesAdded: f.Goroutines, CPUPerDelivery: f.CPUPerDeliv, Latency: make([]uint64, histBuckets)})
+			RSSPerConnGC: f.RSSGCPerCon, CPUPerDelivery: f.CPUPerDeliv, Latency: make([]uint64, histBuckets),
+			na: figConnectRate | figHeap | figGoroutines | figFanout | figLatency})
 	}
-	rows = append(rows, result{Target: "total", Conns: s.sumConns(), Runs: 1, ConnectRate: s.connectRate, Deliveries: agg.Deliveries,
+	total := result{Target: "total", Conns: s.sumConns(), Messages: s.cfg.msgs, Rooms: 1, Runs: 1, ConnectRate: s.connectRate, Deliveries: agg.Deliveries,
 		Lost: agg.Lost, Duplicates: agg.Duplicates, DeliveriesPerS: s.deliveriesPerS(),
 		CPUPerDelivery: s.cpuPerDelivery(), Latency: agg.Latency,
-		P50ms: ms(quantile(agg.Latency, 0.5)), P99ms: ms(quantile(agg.Latency, 0.99)), MaxMs: ms(time.Duration(agg.MaxNs))})
+		P50ms: ms(quantile(agg.Latency, 0.5)), P99ms: ms(quantile(agg.Latency, 0.99)), MaxMs: ms(time.Duration(agg.MaxNs)),
+		na: figIdle}
+	if quantile(agg.Latency, 1) == 0 {
+		total.na |= figLatency
+	}
+	rows = append(rows, total)
+	s.passed = s.cfg.thresholds.judgeAll(rows[len(rows)-1:])
+	total = rows[len(rows)-1]
+	b, _ := json.MarshalIndent(map[string]any{"pods": s.figs, "total": agg, "connect_rate_per_s": s.connectRate,
+		"deliveries_per_s": s.deliveriesPerS(), "command": s.cfg.command, "thresholds": total.wire("").Thresholds, "passed": s.passed}, "", "  ")
+	if err := os.WriteFile(filepath.Join(s.cfg.outDir, "distributed.json"), b, 0o644); err != nil {
+		return err
+	}
 	return writeHTML(filepath.Join(s.cfg.outDir, "report.html"), rows, s.cfg.command)
 }

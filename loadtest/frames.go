@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -16,8 +17,12 @@ import (
 // external describes a server the load test drives but did not start.
 type external struct {
 	url, hello, publish, publishURL, ack string
+	headers                              http.Header // of each POST to publishURL
 	pid                                  int
 }
+
+// publishClient POSTs to -publish-url.
+var publishClient = &http.Client{Timeout: 10 * time.Second}
 
 var ext *external
 
@@ -39,10 +44,19 @@ func publish(pub *websocket.Conn, i int, room string) error {
 	if ext.publishURL == "" {
 		return pub.WriteMessage(websocket.TextMessage, []byte(body))
 	}
-	resp, err := http.Post(ext.publishURL, "application/json", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, ext.publishURL, strings.NewReader(body))
 	if err != nil {
 		return err
 	}
+	req.Header = ext.headers.Clone()
+	if req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := publishClient.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body) // the connection is reused
 	resp.Body.Close()
 	if resp.StatusCode >= 300 {
 		return fmt.Errorf("publish endpoint: %s", resp.Status)

@@ -105,16 +105,23 @@ func writeHTML(path string, rs []result, cmdline string) error {
 	}
 	var b strings.Builder
 	b.WriteString(`<!doctype html><meta charset="utf-8"><title>realtime load test</title>
-<style>body{font:14px system-ui,sans-serif;margin:2rem;max-width:70rem}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}th:first-child,td:first-child{text-align:left}</style>
+<style>body{font:14px system-ui,sans-serif;margin:2rem;max-width:70rem}table{border-collapse:collapse}.ok{color:#2ca02c}.broken{color:#d62728;font-weight:bold}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}th:first-child,td:first-child{text-align:left}</style>
 <h1>realtime load test</h1>`)
 	fmt.Fprintf(&b, "<p>%s<br><code>%s</code></p>", time.Now().UTC().Format(time.RFC1123), html.EscapeString(cmdline))
-	b.WriteString("<table><tr><th>target</th><th>conns</th><th>runs</th><th>connect/s</th><th>RSS B/conn</th><th>after GC</th><th>heap B/conn</th><th>goroutines added</th><th>deliveries/s</th><th>lost</th><th>dup</th><th>CPU ns/delivery</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>")
+	b.WriteString("<table><tr>")
+	for _, h := range tableHeads {
+		fmt.Fprintf(&b, "<th>%s</th>", html.EscapeString(h))
+	}
+	b.WriteString("</tr>")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "<tr><td>%s</td><td>%d</td><td>%d</td><td>%.0f</td><td>%.0f</td><td>%.0f</td><td>%.0f</td><td>%d</td><td>%.0f</td><td>%d</td><td>%d</td><td>%.0f</td><td>%.1f</td><td>%.1f</td><td>%.1f</td></tr>",
-			html.EscapeString(r.Target), r.Conns, r.Runs, r.ConnectRate, r.RSSPerConn, r.RSSPerConnGC, r.HeapPerConn, r.GoroutinesAdded,
-			r.DeliveriesPerS, r.Lost, r.Duplicates, r.CPUPerDelivery, r.P50ms, r.P99ms, r.MaxMs)
+		b.WriteString("<tr>")
+		for _, c := range r.cells() {
+			fmt.Fprintf(&b, "<td>%s</td>", html.EscapeString(c))
+		}
+		b.WriteString("</tr>")
 	}
 	b.WriteString("</table>")
+	b.WriteString(thresholdsHTML(rs))
 	b.WriteString("<h2>Latency</h2>" + svgChart("fan-out latency, cumulative", "ms (log scale)", "fraction delivered", names, lat, true))
 	b.WriteString("<h2>Memory</h2>" + svgChart("server RSS while connections ramp (first run)", "connections", "RSS MiB", names, mem, false))
 	b.WriteString("<h2>CPU</h2>" + svgChart("server CPU per delivery (µs, one bar per target)", "target", "µs", names, cpu, false))
@@ -140,4 +147,34 @@ func stormRamps(rs []result) ([][][2]float64, bool) {
 		out = append(out, pts)
 	}
 	return out, any
+}
+
+// thresholdsHTML lists the verdicts of -max-lost, -max-p99 and -min-rate,
+// broken ones first, or nothing when none was set.
+func thresholdsHTML(rs []result) string {
+	var b strings.Builder
+	for _, broken := range []bool{true, false} {
+		for _, r := range rs {
+			for _, v := range r.Thresholds {
+				if v.Broken == broken {
+					mark := `<span class="ok">ok</span>`
+					if broken {
+						mark = `<span class="broken">BROKEN</span>`
+					}
+					fmt.Fprintf(&b, "<li>%s %s: %s</li>", mark, html.EscapeString(r.Target), html.EscapeString(v.Says))
+				}
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	verdict := "every threshold held (exit status 0)"
+	for _, r := range rs {
+		if !passed(r.Thresholds) {
+			verdict = "broken: " + strings.Join(brokenFlags(rs), ", ") + " (exit status 1)"
+			break
+		}
+	}
+	return "<h2>Thresholds</h2><p>" + html.EscapeString(verdict) + "</p><ul>" + b.String() + "</ul>"
 }

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,8 +35,8 @@ func main() {
 }
 
 // run runs the load test that args (the command line without the program's
-// name) ask for, and returns the exit status: 0, 1 when the run failed (or
-// -chaos found a fault), 2 on a bad command line.
+// name) ask for, and returns the exit status: 0; 1 when the run failed,
+// broke a threshold, or -chaos found a fault; 2 on a bad command line.
 func run(prog string, args []string) int {
 	cfg, err := parseFlags(prog, args, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -66,7 +67,11 @@ func run(prog string, args []string) int {
 	}
 	ext = nil
 	if cfg.extURL != "" {
-		ext = &external{url: cfg.extURL, hello: cfg.hello, publish: cfg.pubTmpl, publishURL: cfg.pubURL, ack: cfg.ackMatch, pid: cfg.extPID}
+		ext = &external{url: cfg.extURL, hello: cfg.hello, publish: cfg.pubTmpl, publishURL: cfg.pubURL, ack: cfg.ackMatch, pid: cfg.extPID, headers: http.Header{}}
+		for _, h := range cfg.pubHdr {
+			name, value, _ := strings.Cut(h, ":")
+			ext.headers.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+		}
 		cfg.targets = "external"
 	}
 	if cfg.procs == 0 {
@@ -77,7 +82,9 @@ func run(prog string, args []string) int {
 			fmt.Fprintln(os.Stderr, "loadtest: -url drives one load process (at most ~19,500 connections, -procs 1): run one load test per machine for more")
 			return 2
 		}
-		if err := runDistributed(ctx, cfg); err != nil {
+		if err := runDistributed(ctx, cfg); errors.Is(err, errThresholds) {
+			return 1 // each broken threshold was printed
+		} else if err != nil {
 			return failed(err)
 		}
 		return 0
@@ -87,11 +94,18 @@ func run(prog string, args []string) int {
 		return failed(err)
 	}
 	printTable(results)
+	ok := cfg.thresholds.judgeAll(results)
 	if err := writeReports(cfg, results); err != nil {
 		return failed(err)
 	}
+	if !ok {
+		return 1
+	}
 	return 0
 }
+
+// errThresholds is a run that went through but broke a threshold.
+var errThresholds = errors.New("threshold broken")
 
 // failed prints err and returns exit status 1.
 func failed(err error) int {
@@ -125,7 +139,11 @@ func runTargets(ctx context.Context, cfg *config) ([]result, error) {
 // writeReports writes report.json and report.html into the output directory
 // and prints their paths.
 func writeReports(cfg *config, results []result) error {
-	b, _ := json.MarshalIndent(results, "", "  ")
+	wire := make([]resultJSON, len(results))
+	for i := range results {
+		wire[i] = results[i].wire(cfg.command)
+	}
+	b, _ := json.MarshalIndent(wire, "", "  ")
 	path := filepath.Join(cfg.outDir, "report.json")
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		return err

@@ -24,7 +24,7 @@ type stormPoint struct {
 type stormResult struct {
 	BackMs      float64      `json:"all_back_ms"` // until the last join was acknowledged
 	ConnectRate float64      `json:"connect_rate_per_s"`
-	PeakRSS     int64        `json:"peak_rss_bytes"`
+	PeakRSS     *int64       `json:"peak_rss_bytes"`  // null without the server's PID
 	Throttled   int64        `json:"turned_away_503"` // upgrades answered 503 (admission control)
 	Failed      int64        `json:"failed"`          // connections that never came back
 	Ramp        []stormPoint `json:"ramp"`
@@ -84,8 +84,8 @@ func (t *targetRun) storm(ctx context.Context) *stormResult {
 	go func() { wg.Wait(); close(done) }()
 	t.sampleStorm(ctx, res, start, int64(n), back)
 	<-done
-	fmt.Fprintf(os.Stderr, "%s: storm: all back in %.0f ms (%.0f/s), peak RSS %d MiB, %d turned away with 503, %d failed\n",
-		t.target, res.BackMs, res.ConnectRate, res.PeakRSS>>20, res.Throttled, res.Failed)
+	fmt.Fprintf(os.Stderr, "%s: storm: all back in %.0f ms (%.0f/s), peak RSS %s, %d turned away with 503, %d failed\n",
+		t.target, res.BackMs, res.ConnectRate, mib(res.PeakRSS), res.Throttled, res.Failed)
 	return res
 }
 
@@ -97,7 +97,9 @@ func (t *targetRun) sampleStorm(ctx context.Context, res *stormResult, start tim
 	for {
 		joined := back.Load()
 		if rss, err := t.p.rss(); err == nil {
-			res.PeakRSS = max(res.PeakRSS, rss)
+			if res.PeakRSS == nil || rss > *res.PeakRSS {
+				res.PeakRSS = &rss
+			}
 		}
 		res.Ramp = append(res.Ramp, stormPoint{ms(time.Since(start)), joined})
 		if joined >= n-atomic.LoadInt64(&res.Failed) || time.Since(start) > time.Minute || ctx.Err() != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -57,18 +58,16 @@ func runTarget(ctx context.Context, cfg *config, target string) (result, error) 
 	if t.cfg.storm {
 		t.r.Storm = t.storm(ctx)
 		if t.r.Storm.Recovery != nil {
+			t.r.na |= figFanout | figCPU | figLatency
 			return t.r, nil // the recovering connections were checked and closed: no fan-out follows
 		}
 	}
-	if err := t.joinEveryRoom(ctx); err != nil {
-		return t.r, err
-	}
-	plan := newFanoutPlan(cfg.conns, cfg.msgs, cfg.rooms)
+	plan := newFanoutPlan(cfg.conns, cfg.msgs, cfg.rooms, ext == nil || ext.publishURL == "", cfg.publisherReceives)
 	elapsed, cpu, err := t.publishAll(ctx, plan)
 	if err != nil {
 		return t.r, err
 	}
-	t.collect(plan.expect, elapsed, cpu)
+	t.collect(plan, elapsed, cpu)
 	return t.r, nil
 }
 
@@ -96,12 +95,29 @@ func (t *targetRun) warmUp(ctx context.Context) error {
 		return fmt.Errorf("warm-up dial: %w", err)
 	}
 	warm.WriteMessage(websocket.TextMessage, helloFrame("warm"))
+	if t.p.processID() == 0 && t.p.httpURL == "" {
+		t.r.na |= figIdle | figCPU // nothing to read of a server without PID or /debug/stats
+		t.r.Memory = []memPoint{}
+		return nil
+	}
 	time.Sleep(time.Second)
-	t.rss0, _ = t.p.rss()
-	t.st0, _ = t.p.stats(false)
-	t.p.stats(true)
-	t.rss0gc, _ = t.p.rss()
+	var errRSS, errStats, errGC, errRSSGC error
+	t.rss0, errRSS = t.p.rss()
+	t.st0, errStats = t.p.stats(false)
+	_, errGC = t.p.stats(true)
+	t.rss0gc, errRSSGC = t.p.rss()
+	t.r.na |= notMeasured(errRSS, figRSS|figCPU) | notMeasured(errStats, figHeap|figGoroutines) |
+		notMeasured(errors.Join(errRSS, errGC, errRSSGC), figRSSGC)
 	return nil
+}
+
+// notMeasured returns f when err is not nil: the figures err kept from being
+// measured.
+func notMeasured(err error, f figures) figures {
+	if err != nil {
+		return f
+	}
+	return 0
 }
 
 // ramp opens the connections, each joining its room, with a live progress
@@ -119,14 +135,16 @@ func (t *targetRun) ramp(ctx context.Context) error {
 	fmt.Fprintf(os.Stderr, "%s: ramping %d connections\n", target, n)
 	start := time.Now()
 	var memMu sync.Mutex
-	t.r.Memory = []memPoint{{0, t.rss0}}
+	if t.r.has(figRSS) {
+		t.r.Memory = []memPoint{{0, t.rss0}}
+	}
 	step := max(n/10, 500)
 	join := func(i int) []byte { return helloFrame(roomOf(i, t.cfg.rooms)) }
 	var err error
 	t.r.ConnectRate, err = t.f.ramp(ctx, p.wsURL, join, n, t.cfg.conc, func(done int) {
 		fmt.Fprintf(os.Stderr, "\r%s: %6d/%d connected  %5.0f/s", target, done, n, float64(done)/time.Since(start).Seconds())
 		if done%step < 500 || done == n {
-			if rss, err := p.rss(); err == nil {
+			if rss, err := p.rss(); err == nil && t.r.has(figRSS) {
 				memMu.Lock()
 				t.r.Memory = append(t.r.Memory, memPoint{done, rss})
 				memMu.Unlock()
@@ -164,16 +182,21 @@ func (t *targetRun) waitJoined(ctx context.Context) {
 func (t *targetRun) measureIdle() {
 	n, p, r := t.cfg.conns, t.p, &t.r
 	time.Sleep(t.cfg.settle)
-	rss1, _ := p.rss()
-	st1, _ := p.stats(false)
-	p.stats(true)
-	rss1gc, _ := p.rss()
+	if r.na&figIdle == figIdle {
+		fmt.Fprintf(os.Stderr, "%s: idle: not measured (no -server-pid, no /debug/stats)\n", t.target)
+		return
+	}
+	rss1, errRSS := p.rss()
+	st1, errStats := p.stats(false)
+	_, errGC := p.stats(true)
+	rss1gc, errRSSGC := p.rss()
+	r.na |= notMeasured(errRSS, figRSS) | notMeasured(errStats, figHeap|figGoroutines) | notMeasured(errors.Join(errRSS, errGC, errRSSGC), figRSSGC)
 	r.RSSPerConn = float64(rss1-t.rss0) / float64(n)
 	r.RSSPerConnGC = float64(rss1gc-t.rss0gc) / float64(n)
 	r.HeapPerConn = float64(int64(st1.HeapInuse)-int64(t.st0.HeapInuse)) / float64(n)
 	r.GoroutinesAdded = st1.Goroutines - t.st0.Goroutines
-	fmt.Fprintf(os.Stderr, "%s: idle: %.0f B RSS/conn (%.0f after GC), %.0f B heap/conn, %d goroutines added\n",
-		t.target, r.RSSPerConn, r.RSSPerConnGC, r.HeapPerConn, r.GoroutinesAdded)
+	fmt.Fprintf(os.Stderr, "%s: idle: %s B RSS/conn (%s after GC), %s B heap/conn, %s goroutines added\n",
+		t.target, r.num(figRSS, r.RSSPerConn, 0), r.num(figRSSGC, r.RSSPerConnGC, 0), r.num(figHeap, r.HeapPerConn, 0), r.num(figGoroutines, float64(r.GoroutinesAdded), 0))
 }
 
 // waitUntil polls cond every 100 ms until it holds, ctx ends, or limit passes.
