@@ -72,19 +72,21 @@ func signBrowserToken(t *testing.T, secret []byte, user string, exp time.Time) s
 
 // openDemoWithToken opens the demo page with ?token=tok, runs setup (page
 // hooks: window.realtimeRefreshToken), records every state the page shows
-// in window.states, connects and joins lobby as user.
+// in window.states ("open", "reconnecting 3000": the state and its close
+// code), connects and joins lobby as user.
 func openDemoWithToken(t *testing.T, tab context.Context, addr, tok, user, setup string) {
 	require.NoError(t, chromedp.Do(tab,
 		chromedp.Navigate("http://"+addr+"/?token="+tok),
 		chromedp.WaitEnabled(chromedp.ID("connect")),
 		chromedp.Evaluate[chromedp.Void](`window.states = [];
-			new MutationObserver((records) => { for (const r of records) for (const n of r.addedNodes) window.states.push(n.textContent); })
-				.observe(document.getElementById("state"), {childList: true});
+			new MutationObserver(() => { const s = document.getElementById("state").dataset;
+					window.states.push(s.state + (s.code ? " " + s.code : "")); })
+				.observe(document.getElementById("state"), {attributes: true, attributeFilter: ["data-state"]});
 			`+setup),
 		chromedp.Click(chromedp.ID("connect")),
 		chromedp.WaitEnabled(chromedp.ID("join")),
 	), user)
-	poll(t, tab, `document.getElementById("state").textContent === "open"`)
+	poll(t, tab, `document.getElementById("state").dataset.state === "open"`)
 	require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.ID("join"))))
 	poll(t, tab, `document.getElementById("log").textContent.includes("`+user+` joined lobby")`)
 }
@@ -111,7 +113,7 @@ func TestBrowserRefreshesTokenBeforeItExpires(t *testing.T) {
 	poll(t, page, `document.getElementById("log").textContent.includes("token renewed")`)
 
 	time.Sleep(time.Until(expiry.Add(1500 * time.Millisecond))) // past the first token's expiry
-	state, err := chromedp.Run(page, chromedp.Text(chromedp.ID("state")))
+	state, err := chromedp.Run(page, chromedp.Evaluate[string](`document.getElementById("state").dataset.state`))
 	require.NoError(t, err)
 	assert.Equal(t, "open", state)
 	assert.Equal(t, []string{"connecting", "open"}, pageStates(t, page), "the connection was never closed")
@@ -148,7 +150,7 @@ func TestBrowserReconnectsAfterTokenExpiry(t *testing.T) {
 	defer cancelB()
 	openDemoWithToken(t, bob, addr, bobShort, "bob", "") // no hook: 3000 is final
 
-	poll(t, page, `window.states.includes("closed 3000") && document.getElementById("state").textContent === "open"`)
+	poll(t, page, `window.states.includes("reconnecting 3000") && document.getElementById("state").dataset.state === "open"`)
 	poll(t, page, `document.getElementById("log").textContent.split("connected as").length === 3`) // connected twice
 	// Rejoined: its own messages reach it again.
 	require.NoError(t, chromedp.Do(page,
@@ -158,9 +160,12 @@ func TestBrowserReconnectsAfterTokenExpiry(t *testing.T) {
 	poll(t, page, `document.getElementById("log").textContent.includes("[lobby] alice: after expiry")`)
 	s := pageStates(t, page)
 	i := strings.Join(s, ",")
-	assert.Contains(t, i, "open,closed 3000,", "states: %v", s)
+	assert.Contains(t, i, "open,reconnecting 3000,open", "states: %v", s)
 
-	poll(t, bob, `document.getElementById("state").textContent === "closed 3000"`)
+	poll(t, bob, `document.getElementById("state").dataset.state === "closed"`)
+	text, err := chromedp.Run(bob, chromedp.Text(chromedp.ID("state")))
+	require.NoError(t, err)
+	assert.Equal(t, "the token expired; not reconnecting", text, "in words, not a bare code")
 	time.Sleep(1500 * time.Millisecond)
 	assert.Equal(t, []string{"connecting", "open", "closed 3000"}, pageStates(t, bob), "bob stays closed")
 }

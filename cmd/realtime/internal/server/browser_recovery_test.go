@@ -67,7 +67,7 @@ func TestBrowserRecoversAcrossServerRestart(t *testing.T) {
 	poll(t, page, `document.getElementById("log").textContent.includes("before the restart")`)
 
 	stopA() // the page gets 1001 and retries with backoff
-	poll(t, page, `document.getElementById("state").textContent.startsWith("closed")`)
+	poll(t, page, `document.getElementById("state").dataset.state === "reconnecting"`)
 	for _, text := range []string{"missed one", "missed two", "missed three"} {
 		say(text)
 	}

@@ -64,7 +64,7 @@ func openDemo(t *testing.T, tab context.Context, addr, user string) {
 		chromedp.Click(chromedp.ID("connect")),
 		chromedp.WaitEnabled(chromedp.ID("join")),
 	), user)
-	poll(t, tab, `document.getElementById("state").textContent === "open"`)
+	poll(t, tab, `document.getElementById("state").dataset.state === "open"`)
 	require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.ID("join"))))
 	poll(t, tab, `document.getElementById("log").textContent.includes("`+user+` joined lobby")`)
 }
