@@ -131,9 +131,12 @@ func (e *userEntry) unlink(c *conn) bool {
 }
 
 // takeGone returns the rooms remembered for user's offline event, if the
-// user still has no connection here; announced, if not nil, is kept for
-// the user's return (and forgotten after keep).
-func (x *userIndex) takeGone(user string) (rooms []string, ok bool) {
+// user still has no connection here. With keep > 0 (no tracker: this pod
+// decides) the entry stays, holding those rooms for the user's return (add
+// gives them back), and is forgotten after keep; announce, if not nil, runs
+// with them before the lock is released, so that a return's online comes
+// after this offline. Without keep the entry goes.
+func (x *userIndex) takeGone(user string, keep time.Duration, announce func(rooms []string)) (rooms []string, ok bool) {
 	s := x.shard(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -145,24 +148,14 @@ func (x *userIndex) takeGone(user string) (rooms []string, ok bool) {
 		rooms = append(rooms, r)
 	}
 	e.gone = nil
-	delete(s.m, user)
-	return rooms, true
-}
-
-// remember keeps, for a user with no connection here, the rooms told it is
-// offline, so that they hear when it comes back; forgotten after keep.
-func (x *userIndex) remember(user string, rooms []string, keep time.Duration) {
-	s := x.shard(user)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[string]*userEntry{}
+	if keep <= 0 || len(rooms) == 0 {
+		delete(s.m, user)
+		return rooms, true
 	}
-	if s.m[user] != nil {
-		return // back already: nothing to remember
+	e.announced = rooms
+	if announce != nil {
+		announce(rooms) // only queues: nothing in it takes this lock
 	}
-	e := &userEntry{announced: rooms}
-	s.m[user] = e
 	e.timer = time.AfterFunc(keep, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -170,6 +163,7 @@ func (x *userIndex) remember(user string, rooms []string, keep time.Duration) {
 			delete(s.m, user)
 		}
 	})
+	return rooms, true
 }
 
 // each calls fn for each of user's connections here, outside the shard's

@@ -57,18 +57,15 @@ func (h *Handler) settleOffline(user string) {
 	if h.eng.stopping.Load() {
 		return // a pod going away: its users are not offline, they move
 	}
-	rooms, ok := h.users.takeGone(user)
-	if !ok {
-		return
-	}
 	if h.tracker != nil {
-		h.tracker.SettleOffline(user, rooms, func(rooms []string) { h.announcePresence(user, rooms, PresenceOffline) })
+		if rooms, ok := h.users.takeGone(user, 0, nil); ok {
+			h.tracker.SettleOffline(user, rooms, h.cfg.PresenceDebounce, func(rooms []string) { h.announcePresence(user, rooms, PresenceOffline) })
+		}
 		return
 	}
-	h.announcePresence(user, rooms, PresenceOffline)
-	if len(rooms) > 0 {
-		h.users.remember(user, rooms, rememberOffline)
-	}
+	// Told under the user's lock, and kept for the user's return: a return
+	// meanwhile waits, and its online follows this offline.
+	h.users.takeGone(user, rememberOffline, func(rooms []string) { h.announcePresence(user, rooms, PresenceOffline) })
 }
 
 // announcePresence tells each of rooms that user has status; big rooms

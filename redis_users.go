@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/realtimehub/realtime/broadcast"
 )
@@ -27,29 +28,34 @@ func (b *RedisBroadcaster) RouteUsers(local UserTarget) {
 }
 
 // SendToUser delivers f to every connection of user on every live pod; see
-// UserRouter. Pods that end meanwhile are not an error.
+// UserRouter. Pods that end meanwhile are not an error. If the live pods
+// cannot be read, nothing is delivered (a retry does not duplicate).
 func (b *RedisBroadcaster) SendToUser(ctx context.Context, user string, f *Frame) error {
+	pods, err := b.presence.LivePods(ctx)
+	if err != nil {
+		return err
+	}
 	if t := b.users.Load(); t != nil {
 		t.t.DeliverToUser(user, f)
 	}
-	return b.toPods(ctx, "@u:"+url.QueryEscape(user), f.Payload())
+	return b.toPods(ctx, pods, "@u:"+url.QueryEscape(user), f.Payload())
 }
 
 // DisconnectUser closes every connection of user on every live pod with
 // CloseForbidden; see UserRouter.
 func (b *RedisBroadcaster) DisconnectUser(ctx context.Context, user string) error {
-	if t := b.users.Load(); t != nil {
-		t.t.CloseUser(user)
-	}
-	return b.toPods(ctx, "@x:"+url.QueryEscape(user), []byte("{}"))
-}
-
-// toPods sends an envelope with key and payload to every other live pod.
-func (b *RedisBroadcaster) toPods(ctx context.Context, key string, payload []byte) error {
 	pods, err := b.presence.LivePods(ctx)
 	if err != nil {
 		return err
 	}
+	if t := b.users.Load(); t != nil {
+		t.t.CloseUser(user)
+	}
+	return b.toPods(ctx, pods, "@x:"+url.QueryEscape(user), []byte("{}"))
+}
+
+// toPods sends an envelope with key and payload to every other pod of pods.
+func (b *RedisBroadcaster) toPods(ctx context.Context, pods []string, key string, payload []byte) error {
 	env := make([]byte, 0, len(b.pod)+len(key)+2+len(payload))
 	env = append(append(append(append(env, b.pod...), '\n'), key...), '\n')
 	env = append(env, payload...)
@@ -110,8 +116,8 @@ func (b *RedisBroadcaster) TrackConnection(user string, delta int64, back func(r
 
 // SettleOffline decides whether user is offline everywhere; see
 // PresenceTracker. It queues the work and never blocks.
-func (b *RedisBroadcaster) SettleOffline(user string, rooms []string, announce func(rooms []string)) {
-	b.presence.Settle(user, rooms, announce)
+func (b *RedisBroadcaster) SettleOffline(user string, rooms []string, debounce time.Duration, announce func(rooms []string)) {
+	b.presence.Settle(user, rooms, debounce, announce)
 }
 
 // TrackStatus records the status a client of user set; see

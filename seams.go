@@ -1,6 +1,9 @@
 package realtime
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // The parts of the package meet through the small interfaces below, never
 // through a type assertion on a concrete type: a Hub or a Broadcaster of your
@@ -146,13 +149,14 @@ type PresenceTracker interface {
 	// the rooms that were told so (each room is given to one pod only), so
 	// that they hear it is back.
 	TrackConnection(user string, delta int64, back func(rooms []string))
-	// SettleOffline is called PresenceDebounce after user's last connection
-	// on this pod closed, with the rooms its connections here were in. If
-	// user has no connection on any live pod, announce is called with the
+	// SettleOffline is called debounce (PresenceDebounce) after user's last
+	// connection on this pod closed, with the rooms its connections here
+	// were in. If user has no connection on any live pod and its last one
+	// anywhere closed at least debounce ago, announce is called with the
 	// rooms that must hear "offline" (each given to one pod only); if it is
 	// still connected elsewhere, the rooms are kept for the pod whose
-	// connection goes last.
-	SettleOffline(user string, rooms []string, announce func(rooms []string))
+	// connection goes last; a failure is retried.
+	SettleOffline(user string, rooms []string, debounce time.Duration, announce func(rooms []string))
 	// TrackStatus records the status a client of user set.
 	TrackStatus(user, status string)
 	// UserConnections returns user's connections on every live pod.

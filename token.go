@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +33,7 @@ type RefreshData struct {
 type expiries struct {
 	mu sync.Mutex
 	m  map[*conn]*time.Timer
+	n  atomic.Int64 // timers armed or being armed: 0 lets detach skip the lock
 }
 
 // watchExpiry arms c's expiry timer, if its Identity has one.
@@ -42,12 +44,19 @@ func (h *Handler) watchExpiry(c *conn) {
 	}
 	h.expiry.mu.Lock()
 	defer h.expiry.mu.Unlock()
-	if h.expiry.m == nil {
-		h.expiry.m = map[*conn]*time.Timer{}
-	}
 	if t := h.expiry.m[c]; t != nil {
 		t.Reset(time.Until(at))
 		return
+	}
+	// Counted before the state is checked: a detach that finds no timer
+	// counted has closed c before this check, which then sees it.
+	h.expiry.n.Add(1)
+	if c.state.Load() == stateClosed { // a refresh that ended after the connection
+		h.expiry.n.Add(-1)
+		return
+	}
+	if h.expiry.m == nil {
+		h.expiry.m = map[*conn]*time.Timer{}
 	}
 	h.expiry.m[c] = time.AfterFunc(time.Until(at), func() { h.expire(c) })
 }
@@ -55,7 +64,11 @@ func (h *Handler) watchExpiry(c *conn) {
 // expire closes c if its credentials are past their expiry (a refresh may
 // have moved it after the timer fired).
 func (h *Handler) expire(c *conn) {
-	if at := c.identity().ExpiresAt; !at.IsZero() && time.Now().Before(at) {
+	h.stopExpiry(c)
+	switch at := c.identity().ExpiresAt; {
+	case at.IsZero(): // refreshed to credentials that do not expire
+		return
+	case time.Now().Before(at): // refreshed meanwhile
 		h.watchExpiry(c)
 		return
 	}
@@ -63,9 +76,9 @@ func (h *Handler) expire(c *conn) {
 	c.fail(CloseUnauthorized, "token expired")
 }
 
-// forgetExpiry stops c's expiry timer.
+// forgetExpiry stops c's expiry timer; detach calls it, after c is closed.
 func (h *Handler) forgetExpiry(c *conn) {
-	if !c.identity().ExpiresAt.IsZero() {
+	if h.expiry.n.Load() > 0 {
 		h.stopExpiry(c)
 	}
 }
@@ -127,5 +140,6 @@ func (h *Handler) stopExpiry(c *conn) {
 	if t := h.expiry.m[c]; t != nil {
 		t.Stop()
 		delete(h.expiry.m, c)
+		h.expiry.n.Add(-1)
 	}
 }

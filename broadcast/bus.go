@@ -334,20 +334,6 @@ func (b *Bus) subscribe(channel string, p int, prev <-chan struct{}) *subscripti
 	return s
 }
 
-const canaryPrefix = "\x00canary:"
-
-func (b *Bus) isCanary(m string) bool {
-	if len(m) < len(canaryPrefix) || m[:len(canaryPrefix)] != canaryPrefix {
-		return false
-	}
-	if sent, err := strconv.ParseInt(m[len(canaryPrefix):], 10, 64); err == nil && sent >= b.started.Load() {
-		now := time.Now().UnixNano()
-		b.lastCanary.Store(now)
-		b.canaryRTT.Store(now - sent)
-	}
-	return true
-}
-
 // Run subscribes to the pod's direct channel and to the watched partitions,
 // sends itself a canary every CanaryInterval, and returns when ctx ends,
 // after every subscription has stopped. It may be called once at a time.
@@ -391,17 +377,6 @@ func (b *Bus) Run(ctx context.Context) error {
 	return nil
 }
 
-func (b *Bus) canary(ctx context.Context) {
-	if last := b.lastCanary.Load(); last != 0 && time.Since(time.Unix(0, last)) > 3*b.opts.CanaryInterval {
-		b.brokenSince.Store(last) // confirmations before this may be from a connection that is gone
-	}
-	cctx, cancel := context.WithTimeout(ctx, b.opts.CanaryInterval)
-	defer cancel()
-	cmd := b.client.B().Spublish().Channel(b.DirectChannel(b.pod)).
-		Message(canaryPrefix + strconv.FormatInt(time.Now().UnixNano(), 10)).Build()
-	b.client.Do(cctx, cmd) // a failure shows as a late canary
-}
-
 // Listening reports whether what is published to key from now on reaches
 // this pod: the link delivers (Ready) and Redis confirmed the subscription
 // to key's partition since the link last broke.
@@ -415,25 +390,6 @@ func (b *Bus) Listening(key string) bool {
 	return at != 0 && at > b.brokenSince.Load()
 }
 
-// Ready returns nil if a canary sent through Redis came back within the last
-// three canary intervals: the pub/sub link is delivering, not merely up.
-func (b *Bus) Ready() error {
-	b.mu.Lock()
-	running := b.running
-	b.mu.Unlock()
-	if !running {
-		return ErrNotRunning
-	}
-	last := b.lastCanary.Load()
-	if last == 0 {
-		return ErrNoCanary
-	}
-	if age := time.Since(time.Unix(0, last)); age > 3*b.opts.CanaryInterval {
-		return fmt.Errorf("%w (last canary %s ago)", ErrNotDelivering, age.Round(time.Millisecond))
-	}
-	return nil
-}
-
 // Stats returns the bus's counters.
 func (b *Bus) Stats() Stats {
 	b.mu.Lock()
@@ -445,12 +401,4 @@ func (b *Bus) Stats() Stats {
 		Subscriptions: b.subscribed.Load(), Partitions: n,
 		CanaryRTT: time.Duration(b.canaryRTT.Load()), CanaryAge: canaryAge(b.lastCanary.Load()),
 	}
-}
-
-// canaryAge returns how long ago the unix-nanosecond time last was, or 0.
-func canaryAge(last int64) time.Duration {
-	if last == 0 {
-		return 0
-	}
-	return time.Since(time.Unix(0, last))
 }

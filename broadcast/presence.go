@@ -38,6 +38,8 @@ type Presence struct {
 	logger *slog.Logger
 
 	queues  [writers]chan op
+	dirty   dirtyKeys     // keys whose writes failed, for repair
+	healed  chan struct{} // a write succeeded while keys wait for repair
 	dropped atomic.Uint64
 	errors  atomic.Uint64
 
@@ -68,7 +70,7 @@ func NewPresence(client rueidis.Client, prefix, pod string, ttl time.Duration, l
 	var b [4]byte
 	rand.Read(b[:])
 	p := &Presence{client: client, prefix: prefix, self: pod + "#" + hex.EncodeToString(b[:]), ttl: ttl,
-		resync: resync, logger: logger}
+		resync: resync, logger: logger, healed: make(chan struct{}, 1)}
 	for i := range p.queues {
 		p.queues[i] = make(chan op, queueSize/writers)
 	}
@@ -82,10 +84,12 @@ const (
 	queueSize = 65536
 )
 
-// op is one queued write: run does it (key's writes run in order).
+// op is one queued write: run does it (key's writes run in order); fail,
+// if set, is told when it failed or was dropped.
 type op struct {
-	key string
-	run func(ctx context.Context) error
+	key  string
+	run  func(ctx context.Context) error
+	fail func()
 }
 
 func (p *Presence) podsKey() string            { return p.prefix + ".{pres}.pods" }
@@ -105,7 +109,10 @@ func (p *Presence) enqueueOp(o op) {
 	select {
 	case p.queues[xxhash.Sum64String(o.key)%writers] <- o:
 	default:
-		p.dropped.Add(1) // the next resync repairs it
+		p.dropped.Add(1)
+		if o.fail != nil {
+			o.fail() // repaired after the next renewal
+		}
 	}
 }
 
@@ -124,12 +131,14 @@ func (p *Presence) AddMember(room, user string, delta int64) {
 	key, field := p.roomKey(room), p.self+"|"+user
 	p.enqueueOp(op{key: key, run: func(ctx context.Context) error {
 		return countLua.Exec(ctx, p.client, []string{key}, []string{field, strconv.FormatInt(delta, 10)}).Error()
-	}})
+	}, fail: func() { p.dirty.room(room) }})
 }
 
 // Run renews the lease every TTL/3, writes queued entries, and returns when
-// ctx ends, after removing this pod's lease so that its entries stop
-// counting at once.
+// ctx ends, after writing what is still queued (for up to stopGrace: the
+// connections a shutdown closed take their entries with them) and expiring
+// this pod's lease, so that its entries stop counting at once and other
+// pods remove any left as a dead pod's.
 func (p *Presence) Run(ctx context.Context) error {
 	var writing sync.WaitGroup
 	for _, q := range p.queues {
@@ -142,28 +151,65 @@ func (p *Presence) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			writing.Wait()
-			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			p.client.Do(cctx, p.client.B().Zrem().Key(p.podsKey()).Member(p.self).Build())
+			cctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+			p.client.Do(cctx, p.client.B().Zadd().Key(p.podsKey()).ScoreMember().
+				ScoreMember(float64(time.Now().Add(-time.Millisecond).UnixMilli()), p.self).Build())
 			cancel()
 			return nil
 		case <-t.C:
 			p.renew(ctx)
+		case <-p.healed: // Redis answers again: repair now, not at the next renewal
+			p.repair()
 		}
 	}
 }
 
-// write runs the writes of q until ctx ends.
+// stopGrace bounds the writes a stopping pod still makes.
+const stopGrace = 2 * time.Second
+
+// write runs the writes of q until ctx ends, then those still queued, for
+// up to stopGrace.
 func (p *Presence) write(ctx context.Context, q chan op) {
 	for {
 		select {
 		case <-ctx.Done():
+			p.drain(q)
 			return
 		case o := <-q:
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if err := o.run(wctx); err != nil && !rueidis.IsRedisNil(err) {
-				p.errors.Add(1) // the lease check resyncs after an outage
-			}
-			cancel()
+			p.do(ctx, o)
+		}
+	}
+}
+
+// drain writes what q holds, for up to stopGrace.
+func (p *Presence) drain(q chan op) {
+	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+	defer cancel()
+	for ctx.Err() == nil {
+		select {
+		case o := <-q:
+			p.do(ctx, o)
+		default:
+			return
+		}
+	}
+}
+
+// do runs one write.
+func (p *Presence) do(ctx context.Context, o op) {
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := o.run(wctx); err != nil && !rueidis.IsRedisNil(err) {
+		p.errors.Add(1)
+		if o.fail != nil {
+			o.fail() // repaired once Redis answers again, or retried
+		}
+		return
+	}
+	if p.dirty.pending() {
+		select {
+		case p.healed <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -190,6 +236,7 @@ func (p *Presence) renew(ctx context.Context) {
 	}
 	forgotten := strconv.FormatInt(now.Add(-leaseHorizon).UnixMilli(), 10)
 	p.client.Do(rctx, p.client.B().Zremrangebyscore().Key(p.podsKey()).Min("-inf").Max(forgotten).Build())
+	p.repair() // writes that failed or were dropped since the last renewal
 	if lost && p.resync != nil {
 		users, rooms := p.resync()
 		conns := map[string]int64{}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -15,7 +16,10 @@ import (
 //   - rt.{pres.u.U}.off: rooms told the user is offline (until it is back);
 //   - rt.{pres.u.U}.wait: rooms of pods whose last connection of the user
 //     closed while it was connected elsewhere, for the pod that goes last;
-//   - rt.{pres.u.U}.st: the status a client set ("away"), if not online.
+//   - rt.{pres.u.U}.st: the status a client set ("away"), if not online;
+//   - rt.{pres.u.U}.last: when (Redis time, ms) a pod last lost its last
+//     connection of the user, so that the debounce counts from the last
+//     close anywhere.
 
 // countLua adds ARGV[2] to field ARGV[1] of hash KEYS[1] and removes the
 // field when it reaches zero; it returns the new count.
@@ -33,48 +37,69 @@ local rooms = redis.call('SMEMBERS', KEYS[2])
 if #rooms > 0 then redis.call('DEL', KEYS[2]) end
 return rooms`)
 
+// leaveLua counts one connection less of a user on pod ARGV[1]; when the
+// pod has none left, it records when (KEYS[2]).
+var leaveLua = rueidis.NewLuaScript(`
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000), 'PX', 86400000)
+end
+return n`)
+
 // settleLua decides, for a pod whose last connection of a user closed a
 // debounce ago, whether the user is offline everywhere. ARGV[1] is k, the
-// number of live incarnations that follow; after them, the rooms of the
-// pod's connections of the user. If a live incarnation still has a
-// connection, the rooms wait for the last pod (KEYS[3]) and nothing is
-// returned; else the rooms to tell "offline" are returned, each once
-// across pods (KEYS[2] remembers them), and the status is forgotten.
+// number of live incarnations that follow, ARGV[2] the debounce in ms;
+// after the incarnations, the rooms of the pod's connections of the user.
+// If a live incarnation still has a connection, the rooms wait for the
+// last pod (KEYS[3]): {"online"}. If another pod's last connection closed
+// less than a debounce ago: {"later", ms}: ask again then. Else the rooms
+// to tell "offline", each once across pods (KEYS[2] remembers them):
+// {"offline", rooms...}; the status is forgotten.
 var settleLua = rueidis.NewLuaScript(`
 local k = tonumber(ARGV[1])
 local live = {}
-for i = 2, k + 1 do live[ARGV[i]] = true end
+for i = 3, k + 2 do live[ARGV[i]] = true end
 local h = redis.call('HGETALL', KEYS[1])
 for i = 1, #h, 2 do
   if live[h[i]] and tonumber(h[i + 1]) > 0 then
-    for j = k + 2, #ARGV do redis.call('SADD', KEYS[3], ARGV[j]) end
-    if #ARGV > k + 1 then redis.call('PEXPIRE', KEYS[3], 86400000) end
-    return {}
+    for j = k + 3, #ARGV do redis.call('SADD', KEYS[3], ARGV[j]) end
+    if #ARGV > k + 2 then redis.call('PEXPIRE', KEYS[3], 86400000) end
+    return {'online'}
   end
+end
+local last = tonumber(redis.call('GET', KEYS[5]) or '0')
+local t = redis.call('TIME')
+local since = t[1] * 1000 + math.floor(t[2] / 1000) - last
+if since < tonumber(ARGV[2]) then
+  return {'later', tostring(tonumber(ARGV[2]) - since)}
 end
 local rooms = redis.call('SMEMBERS', KEYS[3])
 redis.call('DEL', KEYS[3], KEYS[4])
-for j = k + 2, #ARGV do rooms[#rooms + 1] = ARGV[j] end
-local out = {}
+for j = k + 3, #ARGV do rooms[#rooms + 1] = ARGV[j] end
+local out = {'offline'}
 for _, r in ipairs(rooms) do
   if redis.call('SADD', KEYS[2], r) == 1 then out[#out + 1] = r end
 end
-if #out > 0 then redis.call('PEXPIRE', KEYS[2], 86400000) end
+if #out > 1 then redis.call('PEXPIRE', KEYS[2], 86400000) end
 return out`)
 
 func (p *Presence) offKey(user string) string    { return p.userKey(user) + ".off" }
 func (p *Presence) waitKey(user string) string   { return p.userKey(user) + ".wait" }
 func (p *Presence) statusKey(user string) string { return p.userKey(user) + ".st" }
+func (p *Presence) lastKey(user string) string   { return p.userKey(user) + ".last" }
 
 // AddConnection adds delta (+1 or -1) to user's connections on this pod. On
 // +1, if the user had been announced offline, back (if not nil) is called,
 // on a writer goroutine, with the rooms told so.
 func (p *Presence) AddConnection(user string, delta int64, back func(rooms []string)) {
 	key := p.userKey(user)
+	fail := func() { p.dirty.user(user) }
 	if delta <= 0 {
 		p.enqueueOp(op{key: key, run: func(ctx context.Context) error {
-			return countLua.Exec(ctx, p.client, []string{key}, []string{p.self, strconv.FormatInt(delta, 10)}).Error()
-		}})
+			return leaveLua.Exec(ctx, p.client, []string{key, p.lastKey(user)}, []string{p.self}).Error()
+		}, fail: fail})
 		return
 	}
 	p.enqueueOp(op{key: key, run: func(ctx context.Context) error {
@@ -83,35 +108,64 @@ func (p *Presence) AddConnection(user string, delta int64, back func(rooms []str
 			back(rooms)
 		}
 		return err
-	}})
+	}, fail: fail})
 }
 
-// Settle is called a debounce after this pod's last connection of user
+// Settle is called debounce after this pod's last connection of user
 // closed, with the rooms they were in: if user has no connection on any
-// live pod, announce is called (on a writer goroutine) with the rooms that
-// must hear "offline", each given to one pod only; else the rooms wait for
-// the pod whose connection of user goes last.
-func (p *Presence) Settle(user string, rooms []string, announce func(rooms []string)) {
+// live pod and none closed on another pod less than debounce ago, announce
+// is called (on a writer goroutine) with the rooms that must hear
+// "offline", each given to one pod only; if it is connected elsewhere the
+// rooms wait for the pod whose connection of user goes last; if another
+// pod's closed more recently, Settle runs again when that one's debounce
+// ends. A Settle that fails (Redis away) is retried, with backoff, for up to
+// about ten minutes.
+func (p *Presence) Settle(user string, rooms []string, debounce time.Duration, announce func(rooms []string)) {
+	p.settle(user, rooms, debounce, announce, 0)
+}
+
+// settleRetries bounds the retries of a failed Settle (1 s doubling to 30 s
+// between them: about ten minutes in all).
+const settleRetries = 24
+
+func (p *Presence) settle(user string, rooms []string, debounce time.Duration, announce func(rooms []string), attempt int) {
+	again := func(after time.Duration, attempt int) {
+		time.AfterFunc(after, func() { p.settle(user, rooms, debounce, announce, attempt) })
+	}
+	retry := func() {
+		if attempt < settleRetries {
+			again(min(time.Second<<attempt, 30*time.Second), attempt+1)
+		}
+	}
 	key := p.userKey(user)
-	p.enqueueOp(op{key: key, run: func(ctx context.Context) error {
+	p.enqueueOp(op{key: key, fail: retry, run: func(ctx context.Context) error {
+		if err := p.repairUser(ctx, user); err != nil {
+			return err
+		}
 		leases, err := p.leaseState(ctx)
 		if err != nil {
 			return err
 		}
-		args := []string{""}
+		args := []string{"", strconv.FormatInt(debounce.Milliseconds(), 10)}
 		for inc, valid := range leases {
 			if valid {
 				args = append(args, inc)
 			}
 		}
-		args[0] = strconv.Itoa(len(args) - 1)
+		args[0] = strconv.Itoa(len(args) - 2)
 		args = append(args, rooms...)
-		keys := []string{key, p.offKey(user), p.waitKey(user), p.statusKey(user)}
+		keys := []string{key, p.offKey(user), p.waitKey(user), p.statusKey(user), p.lastKey(user)}
 		out, err := settleLua.Exec(ctx, p.client, keys, args).AsStrSlice()
-		if err == nil && len(out) > 0 {
-			announce(out)
+		switch {
+		case err != nil:
+			return err
+		case len(out) == 2 && out[0] == "later":
+			ms, _ := strconv.Atoi(out[1])
+			again(time.Duration(ms+10)*time.Millisecond, attempt)
+		case len(out) > 1 && out[0] == "offline":
+			announce(out[1:])
 		}
-		return err
+		return nil
 	}})
 }
 

@@ -287,14 +287,18 @@ func serveAdmin(addr string, mux http.Handler) (func(), error) {
 	return func() { admin.Close() }, nil
 }
 
-// runBackground runs the hub and, if there is one, the broadcaster until ctx
-// ends; each returned channel is closed when its Run has returned, so that
+// runBackground runs the hub until ctx ends and, if there is one, the
+// broadcaster until the hub's Run has returned; each returned channel is closed when its Run has returned, so that
 // shutdown can wait for the hub to close every connection.
 func runBackground(ctx context.Context, hub *realtime.ShardedHub, rb *realtime.RedisBroadcaster) (hubDone, rbDone chan struct{}) {
 	hubDone, rbDone = make(chan struct{}), make(chan struct{})
 	go func() { hub.Run(ctx); close(hubDone) }()
 	if rb != nil {
-		go func() { rb.Run(ctx); close(rbDone) }()
+		// The broadcaster outlives the hub's shutdown: the drain's leave
+		// events and presence writes still go out through it.
+		rbCtx, stop := context.WithCancel(context.Background())
+		go func() { <-hubDone; stop() }()
+		go func() { rb.Run(rbCtx); close(rbDone) }()
 	} else {
 		close(rbDone)
 	}
