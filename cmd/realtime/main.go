@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,31 +25,35 @@ func main() {
 		opts    server.Options
 		verbose bool
 	)
-	flag.StringVar(&opts.Addr, "addr", envOr("REALTIME_ADDR", "127.0.0.1:8080"), "HTTP listen address (/ws, /healthz, /debug/stats)")
-	flag.StringVar(&opts.RawAddr, "raw-addr", os.Getenv("REALTIME_RAW_ADDR"), "optional raw-TCP WebSocket listen address (zero-copy upgrade)")
-	flag.StringVar(&opts.Handler.PodID, "pod-id", os.Getenv("REALTIME_POD_ID"), "pod ID prefixing connection IDs (default random)")
+	flag.StringVar(&opts.Addr, "addr", "127.0.0.1:8080", "HTTP listen address (/ws, /healthz, /debug/stats)")
+	flag.StringVar(&opts.RawAddr, "raw-addr", "", "optional raw-TCP WebSocket listen address (zero-copy upgrade)")
+	flag.StringVar(&opts.Handler.PodID, "pod-id", "", "pod ID prefixing connection IDs (default random)")
 	flag.IntVar(&opts.Shards, "shards", 0, "hub lock stripes (default 8×GOMAXPROCS)")
 	flag.Float64Var(&opts.Handler.RateLimit, "rate-limit", 0, "messages per second per connection (default 50; negative: off)")
 	flag.IntVar(&opts.Handler.SendQueueBytes, "send-queue-bytes", 0, "bytes queued per connection before it counts as a slow consumer (default 1 MiB)")
 	flag.IntVar(&opts.Handler.SendQueueSize, "send-queue", 0, "frames queued per connection before it counts as a slow consumer (default: no limit but -send-queue-bytes)")
 	flag.IntVar(&opts.Handler.MaxRoomsPerConn, "max-rooms", 0, "rooms per connection (default 100)")
 	flag.BoolVar(&opts.Handler.DisableJoinLeaveEvents, "no-join-events", false, "do not send join/leave events to rooms")
-	flag.Float64Var(&opts.Handler.AcceptRate, "accept-rate", envFloat("REALTIME_ACCEPT_RATE"), "upgrades per second before clients get 503 + Retry-After (default 20000; negative: off)")
-	flag.Float64Var(&opts.Handler.DrainRate, "drain-rate", envFloat("REALTIME_DRAIN_RATE"), "connections closed per second at shutdown, each with a reconnect hint (default 5000)")
-	flag.DurationVar(&opts.Handler.DrainWindow, "drain-window", envDuration("REALTIME_DRAIN_WINDOW"), "longest the shutdown drain may take (default 10s)")
-	flag.IntVar(&opts.Handler.HistorySize, "history-size", envInt("REALTIME_HISTORY_SIZE"), "messages each room keeps for clients that rejoin with since (in memory on one pod, in Redis streams with -redis; default 100; -1: no history, no offsets)")
-	flag.DurationVar(&opts.Handler.HistoryTTL, "history-ttl", envDuration("REALTIME_HISTORY_TTL"), "how long a room's messages stay recoverable (default 5m)")
-	redis := flag.String("redis", os.Getenv("REALTIME_REDIS"), "Redis address(es), comma-separated: links pods (empty: single pod)")
+	flag.Float64Var(&opts.Handler.AcceptRate, "accept-rate", 0, "upgrades per second before clients get 503 + Retry-After (default 20000; negative: off)")
+	flag.Float64Var(&opts.Handler.DrainRate, "drain-rate", 0, "connections closed per second at shutdown, each with a reconnect hint (default 5000)")
+	flag.DurationVar(&opts.Handler.DrainWindow, "drain-window", 0, "longest the shutdown drain may take (default 10s)")
+	flag.IntVar(&opts.Handler.HistorySize, "history-size", 0, "messages each room keeps for clients that rejoin with since (in memory on one pod, in Redis streams with -redis; default 100; -1: no history, no offsets)")
+	flag.DurationVar(&opts.Handler.HistoryTTL, "history-ttl", 0, "how long a room's messages stay recoverable (default 5m)")
+	redis := flag.String("redis", "", "Redis address(es), comma-separated: links pods (empty: single pod)")
 	flag.BoolVar(&opts.RedisCluster, "redis-cluster", false, "the Redis addresses are Redis Cluster nodes")
-	jwtSecret := flag.String("jwt-secret", os.Getenv("REALTIME_JWT_SECRET"), "HS256 secret: clients need a signed token (sub = user ID) in Authorization: Bearer or ?token=")
-	flag.StringVar(&opts.APIKey, "api-key", os.Getenv("REALTIME_API_KEY"), "serve the server API under /api/ to requests with Authorization: apikey KEY (empty: /api/ is 404)")
+	jwtSecret := flag.String("jwt-secret", "", "HS256 secret: clients need a signed token (sub = user ID) in Authorization: Bearer or ?token=")
+	flag.StringVar(&opts.APIKey, "api-key", "", "serve the server API under /api/ to requests with Authorization: apikey KEY (empty: /api/ is 404)")
 	mint := flag.String("mint-token", "", "print an HS256 token for this user ID, signed with -jwt-secret, valid for -token-ttl, and exit (development)")
 	tokenTTL := flag.Duration("token-ttl", time.Hour, "lifetime of a token made by -mint-token")
 	flag.BoolVar(&opts.InsecureDevAuth, "insecure-dev-auth", false, "INSECURE: take the user ID from ?user= (demo and load tests only)")
-	flag.StringVar(&opts.AdminAddr, "admin-addr", os.Getenv("REALTIME_ADMIN_ADDR"), "optional address of this process alone for /healthz, /readyz, /metrics and /debug/stats (needed with -reuseport)")
+	flag.StringVar(&opts.AdminAddr, "admin-addr", "", "optional address of this process alone for /healthz, /readyz, /metrics and /debug/stats (needed with -reuseport)")
 	flag.BoolVar(&opts.ReusePort, "reuseport", false, "open -addr and -raw-addr with SO_REUSEPORT, so that several server processes share a port")
 	flag.BoolVar(&opts.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (profiling only)")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
+	if err := flagsFromEnv(flag.CommandLine, os.LookupEnv); err != nil {
+		fmt.Fprintln(os.Stderr, "realtime:", err)
+		os.Exit(2)
+	}
 	flag.Parse()
 	setGCPercent()
 	if *jwtSecret != "" {
@@ -76,29 +79,29 @@ func main() {
 	}
 }
 
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
+// flagsFromEnv gives every flag of fs an environment variable:
+// REALTIME_ and the flag's name in upper case, '-' as '_' (-history-size:
+// REALTIME_HISTORY_SIZE). A variable that is set becomes the flag's default,
+// so the command line still wins; a value the flag refuses is an error. Each
+// flag's usage names its variable.
+func flagsFromEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		f.Usage += " (env " + name + ")"
+		if v, ok := lookup(name); ok && err == nil {
+			if serr := f.Value.Set(v); serr != nil {
+				err = fmt.Errorf("%s=%q: %w", name, v, serr)
+			}
+			f.DefValue = f.Value.String()
+		}
+	})
+	return err
 }
 
-// envInt returns the integer in the environment variable key, or 0.
-func envInt(key string) int {
-	n, _ := strconv.Atoi(os.Getenv(key))
-	return n
-}
-
-// envFloat returns the number in the environment variable key, or 0.
-func envFloat(key string) float64 {
-	f, _ := strconv.ParseFloat(os.Getenv(key), 64)
-	return f
-}
-
-// envDuration returns the duration in the environment variable key, or 0.
-func envDuration(key string) time.Duration {
-	d, _ := time.ParseDuration(os.Getenv(key))
-	return d
+// envName is the environment variable of flag name.
+func envName(name string) string {
+	return "REALTIME_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
 // serverGCPercent is the server's GOGC unless the environment sets one. Its

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Every flag has an environment variable; the command line wins over it; a
+// bad value is an error, not a silent zero.
+func TestFlagsFromEnv(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	size := fs.Int("history-size", 0, "size")
+	ttl := fs.Duration("history-ttl", 0, "ttl")
+	addr := fs.String("addr", "127.0.0.1:8080", "addr")
+	env := map[string]string{"REALTIME_HISTORY_SIZE": "7", "REALTIME_HISTORY_TTL": "2m", "REALTIME_ADDR": "0.0.0.0:1"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	require.NoError(t, flagsFromEnv(fs, lookup))
+	require.NoError(t, fs.Parse([]string{"-addr", "127.0.0.1:2"}))
+	assert.Equal(t, 7, *size)
+	assert.Equal(t, 2*time.Minute, *ttl)
+	assert.Equal(t, "127.0.0.1:2", *addr, "the command line wins")
+	fs.VisitAll(func(f *flag.Flag) { assert.True(t, strings.HasSuffix(f.Usage, "(env "+envName(f.Name)+")"), f.Name) })
+
+	bad := flag.NewFlagSet("t", flag.ContinueOnError)
+	bad.Int("history-size", 0, "size")
+	err := flagsFromEnv(bad, func(k string) (string, bool) { return "abc", k == "REALTIME_HISTORY_SIZE" })
+	assert.ErrorContains(t, err, "REALTIME_HISTORY_SIZE")
+}
