@@ -8,12 +8,14 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 .PHONY: test deps apt-install vet bench fmt fuzz run loadtest
 
-## deps: Go modules; redis-server for the Redis tests and chromium for the
-## browser test, installed with apt-get when missing and we are root.
+## deps: Go modules; redis-server for the Redis tests, chromium for the
+## browser test and promtool (Debian's prometheus package) for the checks of
+## deploy/'s alert rules, installed with apt-get when missing and we are root.
 deps:
 	$(GO) mod download
 	@$(MAKE) --no-print-directory apt-install CMD=redis-server PKG=redis-server
 	@$(MAKE) --no-print-directory apt-install CMD=chromium PKG=chromium
+	@$(MAKE) --no-print-directory apt-install CMD=promtool PKG=prometheus
 
 apt-install:
 	@command -v $(CMD) >/dev/null 2>&1 || { \
