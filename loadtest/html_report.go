@@ -281,14 +281,21 @@ func writeHTML(path string, rs []result, cmdline string) error {
 		b.WriteString("<h2>Latency</h2>" + svgChart("fan-out latency, cumulative", "ms (log scale)", "fraction delivered", names, lat, true))
 	}
 	b.WriteString("<h2>Per target</h2>")
-	for _, bar := range []struct {
-		title, unit string
-		f           figures
-		get         func(r *result) float64
-	}{
-		{"server CPU per delivery", "µs", figCPU, func(r *result) float64 { return r.CPUPerDelivery / 1000 }},
-		{"server RSS per idle connection, after GC", "bytes", figRSSGC, func(r *result) float64 { return r.RSSPerConnGC }},
-		{"deliveries per second", "/s", figFanout, func(r *result) float64 { return r.DeliveriesPerS }},
+	type barChart struct {
+		title, unit, needs string
+		f                  figures
+		get                func(r *result) float64
+	}
+	rss := barChart{"server RSS per idle connection, after GC", "bytes", "the server's PID and /debug/stats (ours and the baseline)", figRSSGC,
+		func(r *result) float64 { return r.RSSPerConnGC }}
+	if !anyHas(rs, figRSSGC) { // a foreign server with -server-pid: RSS, but no GC on demand
+		rss = barChart{"server RSS per idle connection (no GC on demand)", "bytes", "the server's PID: -server-pid with -url", figRSS,
+			func(r *result) float64 { return r.RSSPerConn }}
+	}
+	for _, bar := range []barChart{
+		{"server CPU per delivery", "µs", "the server's PID: -server-pid with -url", figCPU, func(r *result) float64 { return r.CPUPerDelivery / 1000 }},
+		rss,
+		{"deliveries per second", "/s", "a fan-out", figFanout, func(r *result) float64 { return r.DeliveriesPerS }},
 	} {
 		values, measured := make([]float64, len(rs)), make([]bool, len(rs))
 		anyMeasured := false
@@ -299,7 +306,7 @@ func writeHTML(path string, rs []result, cmdline string) error {
 		if anyMeasured {
 			b.WriteString(svgBars(bar.title, bar.unit, names, values, measured))
 		} else {
-			fmt.Fprintf(&b, "<p>%s: not measured (the server's PID and /debug/stats are needed: -server-pid with -url).</p>", html.EscapeString(bar.title))
+			fmt.Fprintf(&b, "<p>%s: not measured (it needs %s).</p>", html.EscapeString(bar.title), html.EscapeString(bar.needs))
 		}
 	}
 	if anyMem {
@@ -309,6 +316,16 @@ func writeHTML(path string, rs []result, cmdline string) error {
 		b.WriteString("<h2>Reconnect storm</h2>" + svgChart("connections back after all were dropped at once (first run)", "ms since the drop", "connections rejoined", names, ramp, false))
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// anyHas reports whether any result measured figure f.
+func anyHas(rs []result, f figures) bool {
+	for i := range rs {
+		if rs[i].has(f) {
+			return true
+		}
+	}
+	return false
 }
 
 // commandHTML is the command line for the page: it wraps between words,
