@@ -145,8 +145,12 @@ export interface RealtimeOptions {
   heartbeatIntervalMs?: number;
   /** No message this long after a ping: the link is dead (code 4000), reconnect. Default 10000. */
   heartbeatTimeoutMs?: number;
-  /** The longest buffered sends and the presence status wait for rejoin acknowledgements after a reconnect. Default 5000. */
-  rejoinTimeoutMs?: number;
+  /**
+   * Sends to a room wait for its join to be acknowledged (after join(), and
+   * after every reconnect), and the presence status for every pending join;
+   * this is the longest they wait. Default 5000.
+   */
+  joinTimeoutMs?: number;
   /** The most sends the offline buffer holds; 0: sends while disconnected are rejected at once. Default 100. */
   bufferMaxMessages?: number;
   /** The most bytes (UTF-8 JSON) the offline buffer holds. Default 262144. */
@@ -201,15 +205,15 @@ export declare class RealtimeClient extends EventTarget {
   connect(): void;
   /** Closes for good: no reconnect; buffered sends are rejected with "closed". */
   close(): void;
-  /** Joins room, now and after every reconnect (from the last position got). */
+  /** Joins room, now and after every reconnect (from the last position got); sends to it wait for the acknowledgement. */
   join(room: string): void;
   /** Leaves room; buffered sends to it are rejected with "left". */
   leave(room: string): void;
   /**
    * Sends data to room as a message of type (default "chat"). Resolves once
-   * handed to an open socket: at once when connected, else after the
-   * reconnect and rejoin. Rejects with a RealtimeError: "buffer_full",
-   * "closed", "left".
+   * handed to an open socket: at once when connected (and room joined), else
+   * after the reconnect and rejoin, in send order. Rejects with a
+   * RealtimeError: "buffer_full", "closed", "left".
    */
   send(room: string, data: unknown, type?: string): Promise<void>;
   /** Sends data to one connection; as send(). */

@@ -32,7 +32,7 @@ const DEFAULTS = Object.freeze({
   connectTimeoutMs: 10000,
   heartbeatIntervalMs: 20000,
   heartbeatTimeoutMs: 10000,
-  rejoinTimeoutMs: 5000,
+  joinTimeoutMs: 5000,
   bufferMaxMessages: 100,
   bufferMaxBytes: 256 * 1024,
   WebSocket: undefined,
@@ -119,10 +119,11 @@ export class RealtimeClient extends EventTarget {
   #rooms = new Set();
   #positions = new Map(); // room → {offset, epoch} of the last message got
   #asked = new Set(); // rooms joined with a since position, waiting for the answer
-  #joining = new Set(); // rooms whose join this connection has not seen acknowledged
-  #rejoining = new Set(); // rooms rejoined after connecting; the buffer waits for them
-  #ready = false; // rejoined (or gave up waiting): sends go straight out
-  #rejoinTimer = null;
+  // Rooms whose join this connection sent and has not seen acknowledged (nor
+  // given up on after joinTimeoutMs), with that timer: sends to them and the
+  // presence status wait, so as not to reach a room before we are its member.
+  #joining = new Map();
+  #presenceDue = false; // the status is to be sent once no join is pending
 
   #buffer = []; // {text, bytes, room, resolve, reject}, in send order
   #bufferBytes = 0;
@@ -191,6 +192,8 @@ export class RealtimeClient extends EventTarget {
     this.#end(1000, "closed by the client");
   }
 
+  // join joins room, now and after every reconnect (from the position of
+  // the last message got); sends to it wait for the acknowledgement.
   join(room) {
     this.#rooms.add(room);
     if (this.#isOpen()) this.#sendJoin(room);
@@ -201,10 +204,10 @@ export class RealtimeClient extends EventTarget {
     this.#rooms.delete(room);
     this.#positions.delete(room);
     this.#asked.delete(room);
-    this.#joining.delete(room);
+    this.#joined(room);
     this.#rejectWhere((m) => m.room === room, "left", `left ${room} before the message went out`);
     if (this.#isOpen()) this.#raw({ type: "leave", room });
-    if (this.#rejoining.delete(room)) this.#maybeReady();
+    this.#progress();
   }
 
   // send sends data to room as a message of type; see #submit.
@@ -213,10 +216,12 @@ export class RealtimeClient extends EventTarget {
   // direct sends data to one connection.
   direct(to, data, type = "chat") { return this.#submit({ type, to, data }); }
 
-  // presence sets this user's status; it is set again after every reconnect.
+  // presence sets this user's status; it is set again after every reconnect
+  // (once the rooms are rejoined, so that they hear it).
   presence(status) {
     this.#status = status;
-    if (this.#ready && this.#isOpen()) this.#raw({ type: "presence", data: { status } });
+    this.#presenceDue = true;
+    this.#progress();
   }
 
   // members asks for room's roster (answered by a "members" message); it
@@ -227,14 +232,14 @@ export class RealtimeClient extends EventTarget {
     return true;
   }
 
-  // #submit hands msg to the socket when connected and rejoined, and
-  // resolves; otherwise it buffers msg (resolved when it goes out after the
-  // reconnect), or rejects with a RealtimeError when the buffer is full or
-  // the client closed for good.
+  // #submit hands msg to the socket when connected (and its room joined),
+  // and resolves; otherwise it buffers msg (resolved when it goes out, after
+  // the reconnect and the room's rejoin), or rejects with a RealtimeError
+  // when the buffer is full or the client closed for good.
   #submit(msg) {
     if (this.#final) return Promise.reject(new RealtimeError("closed", "the client is closed"));
     const text = JSON.stringify(msg);
-    if (this.#ready && this.#buffer.length === 0 && this.#isOpen()) {
+    if (this.#buffer.length === 0 && this.#isOpen() && !this.#joining.has(msg.room)) {
       this.#ws.send(text);
       return Promise.resolve();
     }
@@ -250,8 +255,15 @@ export class RealtimeClient extends EventTarget {
     });
   }
 
-  #flush() {
-    while (this.#buffer.length > 0 && this.#isOpen()) {
+  // #progress sends what waited: the presence status once no join is
+  // pending, and the buffer, in order, up to a send to a room being joined.
+  #progress() {
+    if (!this.#isOpen()) return;
+    if (this.#presenceDue && this.#status !== null && this.#joining.size === 0) {
+      this.#presenceDue = false;
+      this.#raw({ type: "presence", data: { status: this.#status } });
+    }
+    while (this.#buffer.length > 0 && this.#isOpen() && !this.#joining.has(this.#buffer[0].room)) {
       const m = this.#buffer.shift();
       this.#bufferBytes -= m.bytes;
       this.#ws.send(m.text);
@@ -292,7 +304,6 @@ export class RealtimeClient extends EventTarget {
       return;
     }
     this.#ws = ws;
-    this.#ready = false;
     this.#openedAt = 0;
     this.#connectTimer = setTimeout(() => this.#drop(ws, CLOSE_CONNECT_TIMEOUT, ""), this.#opts.connectTimeoutMs);
     ws.onopen = () => {
@@ -324,12 +335,10 @@ export class RealtimeClient extends EventTarget {
     clearTimeout(this.#retryTimer); this.#retryTimer = null;
     clearTimeout(this.#connectTimer); this.#connectTimer = null;
     clearTimeout(this.#heartbeatTimer); this.#heartbeatTimer = null;
-    clearTimeout(this.#rejoinTimer); this.#rejoinTimer = null;
+    for (const timer of this.#joining.values()) clearTimeout(timer);
+    this.#joining.clear();
     this.#stopRefresh();
     this.#ws = null;
-    this.#ready = false;
-    this.#joining.clear();
-    this.#rejoining.clear();
   }
 
   // #end closes for good, with code and reason.
@@ -477,32 +486,23 @@ export class RealtimeClient extends EventTarget {
     this.#heartbeatTimer = setTimeout(check, every);
   }
 
-  // #rejoin joins the rooms again after connecting; buffered sends and the
-  // presence status wait until every room is acknowledged (or
-  // rejoinTimeoutMs passed), so that they do not reach a room before we are
-  // its member again.
+  // #rejoin joins the rooms again after connecting, each from its position;
+  // the presence status goes again once they are acknowledged.
   #rejoin() {
-    this.#rejoining = new Set(this.#rooms);
+    this.#presenceDue = this.#status !== null;
     for (const room of this.#rooms) this.#sendJoin(room);
-    if (this.#rejoining.size === 0) { this.#becomeReady(); return; }
-    this.#rejoinTimer = setTimeout(() => this.#becomeReady(), this.#opts.rejoinTimeoutMs);
-  }
-
-  #maybeReady() { if (!this.#ready && this.#rejoining.size === 0 && this.#isOpen()) this.#becomeReady(); }
-
-  #becomeReady() {
-    clearTimeout(this.#rejoinTimer);
-    this.#rejoinTimer = null;
-    if (this.#ready || !this.#isOpen()) return;
-    this.#ready = true;
-    this.#rejoining.clear();
-    if (this.#status !== null) this.#raw({ type: "presence", data: { status: this.#status } });
-    this.#flush();
+    this.#progress();
   }
 
   #sendJoin(room) {
     const pos = this.#positions.get(room);
-    this.#joining.add(room);
+    clearTimeout(this.#joining.get(room));
+    const ws = this.#ws;
+    this.#joining.set(room, setTimeout(() => { // no answer: stop holding its sends
+      if (ws !== this.#ws || !this.#joining.has(room)) return;
+      this.#joined(room);
+      this.#progress();
+    }, this.#opts.joinTimeoutMs));
     if (pos) {
       this.#asked.add(room);
       this.#raw({ type: "join", room, data: { since: pos } });
@@ -510,6 +510,12 @@ export class RealtimeClient extends EventTarget {
       this.#asked.delete(room);
       this.#raw({ type: "join", room });
     }
+  }
+
+  // #joined ends the wait for room's join.
+  #joined(room) {
+    clearTimeout(this.#joining.get(room));
+    this.#joining.delete(room);
   }
 
   #raw(msg) { if (this.#isOpen()) this.#ws.send(JSON.stringify(msg)); }
@@ -595,13 +601,13 @@ export class RealtimeClient extends EventTarget {
 
   #acknowledged(msg, d) {
     const room = msg.room;
-    this.#joining.delete(room);
+    this.#joined(room);
     this.#asked.delete(room);
     if (d.recovered === false) this.#emit("unrecovered", { room, reason: "history_lost" });
     // recovered: what we missed follows, with its offsets; else start here.
     if (d.recovered !== true && d.epoch) this.#positions.set(room, { offset: d.offset, epoch: d.epoch });
     this.#emit("joined", { room, offset: d.offset, epoch: d.epoch, recovered: d.recovered, message: msg });
-    if (this.#rejoining.delete(room)) this.#maybeReady();
+    this.#progress();
     return true;
   }
 }
