@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -58,7 +59,7 @@ var internalFlags = map[string]bool{"fleet": true, "fleet-first": true}
 // a config. -h prints the usage, without the internal flags, on out and
 // returns flag.ErrHelp; any other error is printed on out too.
 func parseFlags(prog string, args []string, out io.Writer) (*config, error) {
-	c := &config{command: shellJoin(append([]string{prog}, args...))}
+	c := &config{command: shellJoin(append([]string{prog}, redactHeaders(args)...))}
 	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() { usage(fs, prog, out) }
@@ -84,7 +85,7 @@ func parseFlags(prog string, args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.hello, "hello", `{"type":"join","room":"{room}"}`, "with -url: the frame each connection sends first; {room} is replaced")
 	fs.StringVar(&c.pubTmpl, "publish", `{"type":"chat","room":"{room}","data":{"t":{t}}}`, "with -url: a published message; {room} and {t} (send time, ns) are replaced; receivers find \"t\":<ns> in what they get")
 	fs.StringVar(&c.pubURL, "publish-url", "", "with -url: POST published messages here instead of sending each on a connection in its room")
-	fs.Func("publish-header", "with -publish-url: a header of each POST, 'Name: value' (repeatable), e.g. 'Authorization: apikey KEY'", func(v string) error {
+	fs.Func("publish-header", "with -publish-url: a header of each POST, 'Name: value' (repeatable), e.g. 'Authorization: apikey KEY' (the reports' command line keeps its name only)", func(v string) error {
 		if name, _, ok := strings.Cut(v, ":"); !ok || strings.TrimSpace(name) == "" {
 			return fmt.Errorf("want 'Name: value'")
 		}
@@ -135,6 +136,31 @@ func usage(fs *flag.FlagSet, prog string, out io.Writer) {
 		}
 	})
 	public.PrintDefaults()
+}
+
+// redactHeaders returns args with the value of each -publish-header
+// replaced by "…": the reports keep the command line, and a header is
+// usually a credential.
+func redactHeaders(args []string) []string {
+	out := slices.Clone(args)
+	redact := func(h string) string {
+		name, _, _ := strings.Cut(h, ":")
+		return name + ": …"
+	}
+	for i := 0; i < len(out); i++ {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(out[i], "-"), "=")
+		switch {
+		case out[i] == "-" || out[i] == "--":
+			return out // flags end here
+		case name != "publish-header" || !strings.HasPrefix(out[i], "-"):
+		case hasValue:
+			out[i] = out[i][:len(out[i])-len(value)] + redact(value)
+		case i+1 < len(out):
+			i++
+			out[i] = redact(out[i])
+		}
+	}
+	return out
 }
 
 // shellJoin quotes args for a POSIX shell, so that the command line in a

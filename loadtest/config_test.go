@@ -41,3 +41,17 @@ func TestCommandLineQuoted(t *testing.T) {
 		t.Fatalf("command\n got %s\nwant %s", cfg.command, want)
 	}
 }
+
+// A -publish-header is usually a credential: the reports keep its name.
+func TestCommandLineHidesHeaderValues(t *testing.T) {
+	cfg, err := parseFlags("loadtest", []string{"-publish-header", "Authorization: apikey s3cret", "--publish-header=X-Key: s3cret", "-conns", "5"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(cfg.command, "s3cret") || !strings.Contains(cfg.command, "'Authorization: …'") || !strings.Contains(cfg.command, "'--publish-header=X-Key: …'") {
+		t.Fatalf("command %s", cfg.command)
+	}
+	if len(cfg.pubHdr) != 2 || cfg.pubHdr[0] != "Authorization: apikey s3cret" {
+		t.Fatalf("headers %q", cfg.pubHdr)
+	}
+}
