@@ -76,9 +76,10 @@ func quantile(buckets []uint64, q float64) time.Duration {
 // fleet is the load generator's connections.
 type fleet struct {
 	conns    []*websocket.Conn
-	ackMark  []byte       // what a join acknowledgement contains
-	acks     atomic.Int64 // join acknowledgements seen
-	ended    atomic.Int64 // connections whose reader stopped before close()
+	ackMark  []byte        // what a join acknowledgement contains
+	acks     atomic.Int64  // connections whose join was acknowledged
+	acked    []atomic.Bool // per connection: its first join message (its own acknowledgement) arrived
+	ended    atomic.Int64  // connections whose reader stopped before close()
 	closing  atomic.Bool
 	lastErr  atomic.Value // the last reader error, for the report
 	received atomic.Int64 // chat messages seen
@@ -112,7 +113,11 @@ func (f *fleet) read(i int, c *websocket.Conn) {
 		}
 		switch {
 		case bytes.Contains(b, f.ackMark):
-			f.acks.Add(1)
+			// A connection's first join message is its acknowledgement;
+			// later ones are other members' join events.
+			if f.acked[i].CompareAndSwap(false, true) {
+				f.acks.Add(1)
+			}
 		case bytes.Contains(b, tKey):
 			now := time.Now().UnixNano()
 			f.received.Add(1)
@@ -149,6 +154,7 @@ func (f *fleet) ramp(ctx context.Context, url string, join func(i int) []byte, n
 func (f *fleet) rampFrom(ctx context.Context, url string, join func(i int) []byte, n, first, concurrency int, progress func(done int)) (float64, error) {
 	f.conns = make([]*websocket.Conn, n)
 	f.perConn = make([]atomic.Int32, n)
+	f.acked = make([]atomic.Bool, n)
 	start := time.Now()
 	var next atomic.Int64
 	var done atomic.Int64

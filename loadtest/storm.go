@@ -45,15 +45,17 @@ func (t *targetRun) storm(ctx context.Context) *stormResult {
 	t.f.close()
 	t.f.closing.Store(false)
 	t.f.acks.Store(0)
+	t.f.acked = make([]atomic.Bool, n) // the readers of the dropped connections have ended
 	res := &stormResult{}
 	if t.cfg.stormMissed > 0 && t.impl == "realtime" {
 		res.Recovery = t.recoverStorm(ctx, max(t.cfg.rooms, 1))
 		return res
 	}
 	// Back means the join was acknowledged; a server that does not
-	// acknowledge joins (the baseline) counts once the hello is written.
+	// acknowledge joins (a foreign one without -ack) counts once the hello
+	// is written.
 	back := &t.f.acks
-	if t.impl != "realtime" {
+	if !t.acksJoins() {
 		back = new(atomic.Int64)
 	}
 	start := time.Now()

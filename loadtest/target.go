@@ -141,7 +141,7 @@ func (t *targetRun) ramp(ctx context.Context) error {
 	step := max(n/10, 500)
 	join := func(i int) []byte { return helloFrame(roomOf(i, t.cfg.rooms)) }
 	var err error
-	t.r.ConnectRate, err = t.f.ramp(ctx, p.wsURL, join, n, t.cfg.conc, func(done int) {
+	rate, err := t.f.ramp(ctx, p.wsURL, join, n, t.cfg.conc, func(done int) {
 		fmt.Fprintf(os.Stderr, "\r%s: %6d/%d connected  %5.0f/s", target, done, n, float64(done)/time.Since(start).Seconds())
 		if done%step < 500 || done == n {
 			if rss, err := p.rss(); err == nil && t.r.has(figRSS) {
@@ -153,17 +153,38 @@ func (t *targetRun) ramp(ctx context.Context) error {
 	})
 	slices.SortFunc(t.r.Memory, func(a, b memPoint) int { return a.Conns - b.Conns })
 	fmt.Fprintln(os.Stderr)
+	if err == nil && t.acksJoins() {
+		// A connection counts once its join is acknowledged: the rate is
+		// over the time until the last acknowledgement.
+		waitUntil(ctx, 60*time.Second, func() bool { return t.f.acks.Load() >= int64(n) })
+		acked := t.f.acks.Load()
+		rate = float64(acked) / time.Since(start).Seconds()
+		if acked < int64(n) {
+			fmt.Fprintf(os.Stderr, "%s: only %d of %d joins acknowledged within a minute\n", target, acked, n)
+		}
+	}
+	t.r.ConnectRate = rate
 	return err
+}
+
+// acksJoins reports whether the target acknowledges each join (ours and
+// the baseline do; a foreign server if -ack says how to recognise it).
+func (t *targetRun) acksJoins() bool {
+	if ext != nil {
+		return ext.ack != ""
+	}
+	return true
 }
 
 // waitJoined waits (up to a minute) until every connection has joined.
 func (t *targetRun) waitJoined(ctx context.Context) {
 	n := t.cfg.conns
-	// Joined: ours acknowledges each join; the baseline does not, so wait
-	// for its connection count and give the joins a moment.
+	// Joined: ours and the baseline acknowledge each join; a foreign server
+	// without -ack does not, so wait for its connection count and give the
+	// joins a moment.
 	waitUntil(ctx, 60*time.Second, func() bool {
 		switch {
-		case t.impl == "realtime" || (ext != nil && ext.ack != ""):
+		case t.acksJoins():
 			return t.f.acks.Load() >= int64(n)
 		case ext != nil:
 			return true

@@ -128,6 +128,14 @@ func (c *client) readPump() {
 			}
 			h.rooms[in.Room][c] = struct{}{}
 			h.mu.Unlock()
+			// The joiner's acknowledgement, as our server sends one: a load
+			// test counts a connection when its join is acknowledged.
+			data, _ := json.Marshal(map[string]string{"room": in.Room})
+			select {
+			case c.send <- &Message{Type: "join", Room: in.Room, From: "system", Data: data, Timestamp: time.Now().UTC()}:
+			default:
+				go c.close()
+			}
 		case "leave":
 			h.mu.Lock()
 			delete(h.rooms[in.Room], c)
