@@ -27,6 +27,7 @@ func main() {
 	url := flag.String("url", "ws://127.0.0.1:8080/ws", "WebSocket URL of a server on this host")
 	conns := flag.Int("conns", 10000, "connections to open (each end is a socket of this kernel)")
 	rooms := flag.Int("rooms", 100, "rooms the connections join, round robin")
+	hold := flag.Duration("hold", 0, "keep the connections open this long after measuring (to profile the server)")
 	flag.Parse()
 	slab0, tcp0 := meminfoKiB("Slab"), sockstatPages()
 	d := websocket.Dialer{ReadBufferSize: 256, WriteBufferSize: 256, HandshakeTimeout: 10 * time.Second}
@@ -50,6 +51,7 @@ func main() {
 	fmt.Printf("connections %d (sockets in this kernel: %d)\n", len(open), 2*len(open))
 	fmt.Printf("slab: +%d KiB, %.0f B per socket\n", slab1-slab0, float64(slab1-slab0)*1024/sockets)
 	fmt.Printf("TCP buffers: +%d pages, %.0f B per socket\n", tcp1-tcp0, float64(tcp1-tcp0)*page/sockets)
+	time.Sleep(*hold)
 	for _, c := range open {
 		c.Close()
 	}
