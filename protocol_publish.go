@@ -117,15 +117,7 @@ func (h *Handler) Publish(ctx context.Context, msg *Message) error {
 	if msg == nil {
 		return ErrNilMessage
 	}
-	if msg.ID == "" {
-		msg.ID = newMessageID(h.cfg.PodID)
-	}
-	if msg.Timestamp.IsZero() {
-		msg.Timestamp = time.Now().UTC()
-	}
-	if msg.From == "" {
-		msg.From = "system"
-	}
+	h.stamp(msg)
 	switch {
 	case h.cfg.Broadcaster != nil:
 		return h.cfg.Broadcaster.Publish(ctx, msg)
@@ -139,4 +131,18 @@ func (h *Handler) Publish(ctx context.Context, msg *Message) error {
 		h.hub.Broadcast(msg)
 	}
 	return nil
+}
+
+// stamp fills in what server code may leave out of a message it publishes:
+// an ID, the time, and "system" as the sender.
+func (h *Handler) stamp(msg *Message) {
+	if msg.ID == "" {
+		msg.ID = newMessageID(h.cfg.PodID)
+	}
+	if msg.Timestamp.IsZero() {
+		msg.Timestamp = time.Now().UTC()
+	}
+	if msg.From == "" {
+		msg.From = "system"
+	}
 }

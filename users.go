@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"slices"
-	"time"
 )
 
 // What server code can do with a user, whichever pods its connections are
@@ -22,15 +21,7 @@ func (h *Handler) PublishToUser(ctx context.Context, user string, msg *Message) 
 	if !ValidUserID(user) {
 		return ErrBadUserID
 	}
-	if msg.ID == "" {
-		msg.ID = newMessageID(h.cfg.PodID)
-	}
-	if msg.Timestamp.IsZero() {
-		msg.Timestamp = time.Now().UTC()
-	}
-	if msg.From == "" {
-		msg.From = "system"
-	}
+	h.stamp(msg)
 	msg.Room, msg.To, msg.Offset, msg.Epoch = "", "", 0, ""
 	f, err := NewFrame(msg)
 	if err != nil {

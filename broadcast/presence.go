@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -286,54 +285,21 @@ func (p *Presence) leaseState(ctx context.Context) (map[string]bool, error) {
 
 // Online reports whether user has a connection on a live pod.
 func (p *Presence) Online(ctx context.Context, user string) (bool, error) {
-	leases, err := p.leaseState(ctx)
-	if err != nil {
-		return false, err
-	}
-	fields, err := p.client.Do(ctx, p.client.B().Hkeys().Key(p.userKey(user)).Build()).AsStrSlice()
-	if err != nil {
-		return false, fmt.Errorf("broadcast: presence of %q: %w", user, err)
-	}
-	online := false
-	var dead []string
-	for _, pod := range fields {
-		valid, known := leases[pod]
-		switch {
-		case valid:
-			online = true
-		case known: // expired: a dead pod's entry
-			dead = append(dead, pod)
-		}
-	}
-	p.forget(p.userKey(user), dead)
-	return online, nil
+	n, err := p.Connections(ctx, user)
+	return n > 0, err
 }
 
 // RoomUsers returns the users in room on live pods, each once, in no
 // particular order.
 func (p *Presence) RoomUsers(ctx context.Context, room string) ([]string, error) {
-	leases, err := p.leaseState(ctx)
+	ms, err := p.roomCounts(ctx, room)
 	if err != nil {
 		return nil, err
 	}
-	all, err := p.client.Do(ctx, p.client.B().Hgetall().Key(p.roomKey(room)).Build()).AsStrMap()
-	if err != nil {
-		return nil, fmt.Errorf("broadcast: members of %q: %w", room, err)
+	users := make([]string, len(ms))
+	for i, m := range ms {
+		users[i] = m.User
 	}
-	seen := map[string]bool{}
-	var users, dead []string
-	for field, count := range all {
-		pod, user, _ := strings.Cut(field, "|")
-		valid, known := leases[pod]
-		switch n, _ := strconv.Atoi(count); {
-		case known && !valid: // a dead pod's entry
-			dead = append(dead, field)
-		case valid && n > 0 && !seen[user]:
-			seen[user] = true
-			users = append(users, user)
-		}
-	}
-	p.forget(p.roomKey(room), dead)
 	return users, nil
 }
 

@@ -215,6 +215,25 @@ type Member struct {
 // RoomMembers returns the users in room on live pods, each once, in no
 // particular order, with their connections in the room and status.
 func (p *Presence) RoomMembers(ctx context.Context, room string) ([]Member, error) {
+	ms, err := p.roomCounts(ctx, room)
+	if err != nil || len(ms) == 0 {
+		return ms, err
+	}
+	cmds := make(rueidis.Commands, len(ms))
+	for i, m := range ms {
+		cmds[i] = p.client.B().Get().Key(p.statusKey(m.User)).Build()
+	}
+	for i, r := range p.client.DoMulti(ctx, cmds...) {
+		if st, err := r.ToString(); err == nil && st != "" {
+			ms[i].Status = st
+		}
+	}
+	return ms, nil
+}
+
+// roomCounts returns the users in room on live pods with their connections
+// in it (status "online"), and removes dead pods' entries it sees.
+func (p *Presence) roomCounts(ctx context.Context, room string) ([]Member, error) {
 	leases, err := p.leaseState(ctx)
 	if err != nil {
 		return nil, err
@@ -245,18 +264,6 @@ func (p *Presence) RoomMembers(ctx context.Context, room string) ([]Member, erro
 		ms = append(ms, Member{User: user, Connections: n, Status: "online"})
 	}
 	p.forget(p.roomKey(room), dead)
-	if len(ms) == 0 {
-		return ms, nil
-	}
-	cmds := make(rueidis.Commands, len(ms))
-	for i, m := range ms {
-		cmds[i] = p.client.B().Get().Key(p.statusKey(m.User)).Build()
-	}
-	for i, r := range p.client.DoMulti(ctx, cmds...) {
-		if st, err := r.ToString(); err == nil && st != "" {
-			ms[i].Status = st
-		}
-	}
 	return ms, nil
 }
 
