@@ -71,6 +71,7 @@ type roomShard[C any] struct {
 // Stripes are only ever appended (never removed or reordered while the room
 // lives), so a visitor may keep a snapshot of the stripes slice.
 type room[C any] struct {
+	name    string // the room's name, shared by its members' room lists
 	stripes []*stripe[C]
 	index   map[*entry[C]]loc
 	size    int

@@ -1,6 +1,9 @@
 package shard
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Room membership: join, leave, the members' dense stripes, and the hooks
 // told when a room appears or empties.
@@ -26,8 +29,9 @@ func (r *Registry[C]) Join(id, name string, limit int) (joined bool, err error) 
 	if limit > 0 && len(e.rooms) >= limit {
 		return false, fmt.Errorf("join %q: %w (limit %d)", name, ErrTooManyRooms, limit)
 	}
-	r.addMember(name, e)
-	e.rooms = append(e.rooms, name)
+	// The room's own copy of the name: each joiner's (decoded from its
+	// message) would cost every member a string.
+	e.rooms = append(e.rooms, r.addMember(name, e))
 	return true, nil
 }
 
@@ -74,13 +78,16 @@ func (r *Registry[C]) Rooms(id string) []string {
 	return append([]string(nil), e.rooms...)
 }
 
-func (r *Registry[C]) addMember(name string, e *entry[C]) {
+// addMember adds e to room name (creating it) and returns the room's own
+// copy of the name.
+func (r *Registry[C]) addMember(name string, e *entry[C]) (canonical string) {
 	sh := r.roomShard(name)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rm := sh.byKey[name]
 	if rm == nil {
-		rm = &room[C]{index: make(map[*entry[C]]loc)}
+		name = strings.Clone(name) // not the caller's buffer: the room keeps it
+		rm = &room[C]{name: name, index: make(map[*entry[C]]loc)}
 		sh.byKey[name] = rm
 		r.roomCount.Add(1)
 		r.roomChanged(name, true)
@@ -92,6 +99,7 @@ func (r *Registry[C]) addMember(name string, e *entry[C]) {
 	st.members = append(st.members, slot[C]{e: e, conn: e.conn})
 	st.mu.Unlock()
 	rm.size++
+	return rm.name
 }
 
 // freeStripe returns the index of a stripe with room for one more member,
