@@ -46,6 +46,9 @@ type client struct {
 	send chan *Message
 	hub  *Hub
 	once sync.Once
+	// closed is set, under the hub's mu, before send is closed: a join read
+	// after that neither rejoins a room nor sends on the closed channel.
+	closed bool
 }
 
 const (
@@ -95,15 +98,16 @@ func (c *client) close() {
 	c.once.Do(func() {
 		h := c.hub
 		h.mu.Lock()
+		c.closed = true
 		for name, members := range h.rooms {
 			delete(members, c)
 			if len(members) == 0 {
 				delete(h.rooms, name)
 			}
 		}
-		h.mu.Unlock()
 		c.ws.Close()
-		close(c.send)
+		close(c.send) // under mu: a broadcast or a join holding it never sees it closed
+		h.mu.Unlock()
 		h.conns.Add(-1)
 	})
 }
@@ -122,20 +126,25 @@ func (c *client) readPump() {
 		h := c.hub
 		switch in.Type {
 		case "join":
+			// The joiner's acknowledgement, as our server sends one: a load
+			// test counts a connection when its join is acknowledged.
+			data, _ := json.Marshal(map[string]string{"room": in.Room})
+			ack := &Message{Type: "join", Room: in.Room, From: "system", Data: data, Timestamp: time.Now().UTC()}
 			h.mu.Lock()
+			if c.closed {
+				h.mu.Unlock()
+				return
+			}
 			if h.rooms[in.Room] == nil {
 				h.rooms[in.Room] = map[*client]struct{}{}
 			}
 			h.rooms[in.Room][c] = struct{}{}
-			h.mu.Unlock()
-			// The joiner's acknowledgement, as our server sends one: a load
-			// test counts a connection when its join is acknowledged.
-			data, _ := json.Marshal(map[string]string{"room": in.Room})
 			select {
-			case c.send <- &Message{Type: "join", Room: in.Room, From: "system", Data: data, Timestamp: time.Now().UTC()}:
+			case c.send <- ack:
 			default:
-				go c.close()
+				go c.close() // slow consumer, as broadcast treats one
 			}
+			h.mu.Unlock()
 		case "leave":
 			h.mu.Lock()
 			delete(h.rooms[in.Room], c)
