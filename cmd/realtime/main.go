@@ -81,19 +81,20 @@ func main() {
 
 // flagsFromEnv gives every flag of fs an environment variable:
 // REALTIME_ and the flag's name in upper case, '-' as '_' (-history-size:
-// REALTIME_HISTORY_SIZE). A variable that is set becomes the flag's default,
-// so the command line still wins; a value the flag refuses is an error. Each
-// flag's usage names its variable.
+// REALTIME_HISTORY_SIZE). A variable that is set and not empty sets the flag
+// before the command line is parsed, so the command line still wins; a value
+// the flag refuses is an error. Each flag's usage names its variable; the
+// defaults it prints stay the built-in ones (a secret set in the
+// environment is never printed).
 func flagsFromEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envName(f.Name)
 		f.Usage += " (env " + name + ")"
-		if v, ok := lookup(name); ok && err == nil {
+		if v, ok := lookup(name); ok && v != "" && err == nil {
 			if serr := f.Value.Set(v); serr != nil {
-				err = fmt.Errorf("%s=%q: %w", name, v, serr)
+				err = fmt.Errorf("%s: %w", name, serr) // not the value: it may be a secret
 			}
-			f.DefValue = f.Value.String()
 		}
 	})
 	return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"strings"
 	"testing"
@@ -30,4 +31,30 @@ func TestFlagsFromEnv(t *testing.T) {
 	bad.Int("history-size", 0, "size")
 	err := flagsFromEnv(bad, func(k string) (string, bool) { return "abc", k == "REALTIME_HISTORY_SIZE" })
 	assert.ErrorContains(t, err, "REALTIME_HISTORY_SIZE")
+}
+
+// Regression (a review of the first version): a secret given by environment
+// was the flag's printed default, so the usage text (on -h and on any
+// command-line error, into the pod's logs) showed the JWT secret and the API
+// key.
+func TestEnvSecretsStayOutOfUsage(t *testing.T) {
+	fs := flag.NewFlagSet("realtime", flag.ContinueOnError)
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	secret := fs.String("jwt-secret", "", "HS256 secret")
+	fs.String("api-key", "", "API key")
+	env := map[string]string{"REALTIME_JWT_SECRET": "s3cr3t-jwt", "REALTIME_API_KEY": "s3cr3t-key"}
+	require.NoError(t, flagsFromEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }))
+	require.Error(t, fs.Parse([]string{"-no-such-flag"})) // an operator's typo
+	assert.NotContains(t, out.String(), "s3cr3t")
+	assert.Equal(t, "s3cr3t-jwt", *secret, "still set")
+}
+
+// Regression: an environment variable set but empty (REALTIME_PPROF= from a
+// blank Helm value) is unset, not a parse error that stops the server.
+func TestEmptyEnvIsUnset(t *testing.T) {
+	fs := flag.NewFlagSet("realtime", flag.ContinueOnError)
+	pprof := fs.Bool("pprof", false, "pprof")
+	require.NoError(t, flagsFromEnv(fs, func(k string) (string, bool) { return "", k == "REALTIME_PPROF" }))
+	assert.False(t, *pprof)
 }
