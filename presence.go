@@ -51,8 +51,10 @@ func (x *userIndex) shard(user string) *struct {
 // add indexes c and reports whether it is its user's first connection here;
 // back lists the rooms told the user was offline (without a tracker), which
 // hear now that it is back. A pending offline check is cancelled: the user
-// came back within the debounce.
-func (x *userIndex) add(c *conn, user string) (first bool, back []string) {
+// came back within the debounce. track, if not nil, runs under the user's
+// lock once c is counted (it must only queue): a tracker's writes then
+// follow the counts in order (see count).
+func (x *userIndex) add(c *conn, user string, track func()) (first bool, back []string) {
 	s := x.shard(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -75,19 +77,26 @@ func (x *userIndex) add(c *conn, user string) (first bool, back []string) {
 	if e.n == 1 {
 		x.online.Add(1)
 	}
+	if track != nil {
+		track()
+	}
 	return e.n == 1, back
 }
 
 // remove takes c out of the index, remembers its rooms for the offline event,
 // and reports whether it was its user's last connection here; then settle
-// runs after debounce (unless the user comes back first).
-func (x *userIndex) remove(c *conn, user string, rooms []string, debounce time.Duration, settle func()) (last bool) {
+// runs after debounce (unless the user comes back first). track runs as
+// add's does, once c is no longer counted.
+func (x *userIndex) remove(c *conn, user string, rooms []string, debounce time.Duration, settle, track func()) (last bool) {
 	s := x.shard(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.m[user]
 	if e == nil || !e.unlink(c) {
 		return false // never indexed: nothing to undo
+	}
+	if track != nil {
+		track()
 	}
 	for _, r := range rooms {
 		if e.gone == nil {
@@ -184,6 +193,19 @@ func (x *userIndex) each(user string, fn func(c *conn)) int {
 		fn(c)
 	}
 	return len(conns)
+}
+
+// locked runs fn with user's connections here, under the user's lock: what
+// fn queues is ordered with what add's and remove's track functions queue.
+func (x *userIndex) locked(user string, fn func(n int)) {
+	s := x.shard(user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	if e := s.m[user]; e != nil {
+		n = e.n
+	}
+	fn(n)
 }
 
 // count returns user's connections here and its status.

@@ -23,11 +23,14 @@ func (h *Handler) userArrived(c *conn) {
 	if user == "" {
 		return // anonymous connections have no presence
 	}
-	first, back := h.users.add(c, user)
-	switch {
-	case h.tracker != nil:
-		h.tracker.TrackConnection(user, +1, func(rooms []string) { h.announcePresence(user, rooms, PresenceOnline) })
-	case len(back) > 0:
+	var track func()
+	if h.tracker != nil {
+		track = func() {
+			h.tracker.TrackConnection(user, +1, func(rooms []string) { h.announcePresence(user, rooms, PresenceOnline) })
+		}
+	}
+	first, back := h.users.add(c, user, track)
+	if h.tracker == nil && len(back) > 0 {
 		h.announcePresence(user, back, PresenceOnline)
 	}
 	if first && h.tracker == nil {
@@ -43,10 +46,12 @@ func (h *Handler) userLeft(c *conn, rooms []string) {
 	if user == "" {
 		return
 	}
-	last := h.users.remove(c, user, rooms, h.cfg.PresenceDebounce, func() { h.settleOffline(user) })
+	var track func()
 	if h.tracker != nil {
-		h.tracker.TrackConnection(user, -1, nil)
-	} else if last {
+		track = func() { h.tracker.TrackConnection(user, -1, nil) }
+	}
+	last := h.users.remove(c, user, rooms, h.cfg.PresenceDebounce, func() { h.settleOffline(user) }, track)
+	if h.tracker == nil && last {
 		h.recordOnline(user, false)
 	}
 }
@@ -98,3 +103,9 @@ func (h *Handler) recordMember(room string, c *conn, delta int64) {
 		h.recorder.RecordMember(room, u, delta)
 	}
 }
+
+// CountUser runs fn with user's connections on this pod, under the lock
+// that orders them with the TrackConnection calls for user: a write fn
+// queues (an absolute count) lands in order with the +1s and -1s. A
+// RedisBroadcaster repairs its entry this way after Redis lost a write.
+func (h *Handler) CountUser(user string, fn func(n int)) { h.users.locked(user, fn) }

@@ -25,6 +25,9 @@ type userTargetBox struct{ t UserTarget }
 // (a Handler calls it); see UserRouter.
 func (b *RedisBroadcaster) RouteUsers(local UserTarget) {
 	b.users.Store(&userTargetBox{t: local})
+	if c, ok := local.(interface{ CountUser(string, func(int)) }); ok {
+		b.presence.SetUserCounter(c.CountUser) // repairs ordered with the +1s and -1s
+	}
 }
 
 // SendToUser delivers f to every connection of user on every live pod; see

@@ -39,6 +39,8 @@ type Presence struct {
 	queues  [writers]chan op
 	dirty   dirtyKeys     // keys whose writes failed, for repair
 	healed  chan struct{} // a write succeeded while keys wait for repair
+	counter atomic.Pointer[func(user string, fn func(n int))]
+	retries retries // settles waiting to try again
 	dropped atomic.Uint64
 	errors  atomic.Uint64
 
@@ -159,6 +161,8 @@ func (p *Presence) Run(ctx context.Context) error {
 			p.renew(ctx)
 		case <-p.healed: // Redis answers again: repair now, not at the next renewal
 			p.repair()
+			p.retries.now() // and settle what waits, after the repairs
+
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // A count write (a connection or a membership, +1 or -1) that failed or was
@@ -72,16 +73,13 @@ func (p *Presence) repair() {
 	if len(users) == 0 && len(rooms) == 0 || p.resync == nil {
 		return
 	}
-	conns, members := p.resync()
-	userCount := map[string]int64{}
-	for _, u := range conns {
-		userCount[u]++
-	}
 	for u := range users {
-		n := userCount[u]
-		p.enqueueOp(op{key: p.userKey(u), run: func(ctx context.Context) error { return p.writeUser(ctx, u, n) },
-			fail: func() { p.dirty.user(u) }})
+		p.repairLater(u)
 	}
+	if len(rooms) == 0 {
+		return
+	}
+	_, members := p.resync()
 	for r := range rooms {
 		want := map[string]int64{}
 		for _, u := range members[r] {
@@ -102,12 +100,22 @@ func (p *Presence) writeUser(ctx context.Context, u string, n int64) error {
 	return p.client.Do(ctx, p.client.B().Hdel().Key(key).Field(p.self).Build()).Error()
 }
 
-// repairUser rewrites this pod's count of u now if a write of it failed:
-// a settle must not see a connection whose -1 was lost. It runs on u's
-// writer, so no write of u is in flight.
-func (p *Presence) repairUser(ctx context.Context, u string) error {
-	if p.resync == nil || !p.dirty.takeUser(u) {
-		return nil
+// repairLater queues a write of this pod's count of u. With a counter (the
+// Handler's CountUser) the count is read and the write queued under the
+// lock that orders u's +1s and -1s, so none is counted twice or lost;
+// without one, from the snapshot (a +1 or -1 queued meanwhile can leave it
+// one off).
+func (p *Presence) repairLater(u string) {
+	queue := func(n int64) {
+		p.enqueueOp(op{key: p.userKey(u), run: func(ctx context.Context) error { return p.writeUser(ctx, u, n) },
+			fail: func() { p.dirty.user(u) }})
+	}
+	if count := p.counter.Load(); count != nil {
+		(*count)(u, func(n int) { queue(int64(n)) })
+		return
+	}
+	if p.resync == nil {
+		return
 	}
 	conns, _ := p.resync()
 	var n int64
@@ -116,11 +124,14 @@ func (p *Presence) repairUser(ctx context.Context, u string) error {
 			n++
 		}
 	}
-	if err := p.writeUser(ctx, u, n); err != nil {
-		p.dirty.user(u)
-		return err
-	}
-	return nil
+	queue(n)
+}
+
+// SetUserCounter sets how a repair reads this pod's count of a user: count
+// calls fn with it under the lock that orders the user's AddConnection
+// calls (fn only queues). Without it, repairs read Resync's snapshot.
+func (p *Presence) SetUserCounter(count func(user string, fn func(n int))) {
+	p.counter.Store(&count)
 }
 
 // rewriteRoom makes this pod's fields of room hash key what want says.
@@ -146,4 +157,52 @@ func (p *Presence) rewriteRoom(ctx context.Context, key string, want map[string]
 		}
 	}
 	return nil
+}
+
+// retries are the settles waiting to try again after a failure: each at its
+// time, or all at once when Redis answers again. All methods may be called
+// concurrently.
+type retries struct {
+	mu      sync.Mutex
+	pending map[*time.Timer]func()
+}
+
+// after runs fn after d, or at the next now.
+func (r *retries) after(d time.Duration, fn func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending == nil {
+		r.pending = map[*time.Timer]func(){}
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		if r.take(t) {
+			fn()
+		}
+	})
+	r.pending[t] = fn
+}
+
+// take forgets t and reports whether it was still pending.
+func (r *retries) take(t *time.Timer) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.pending[t]
+	delete(r.pending, t)
+	return ok
+}
+
+// now runs every pending retry at once.
+func (r *retries) now() {
+	r.mu.Lock()
+	fns := make([]func(), 0, len(r.pending))
+	for t, fn := range r.pending {
+		t.Stop()
+		fns = append(fns, fn)
+	}
+	clear(r.pending)
+	r.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 }

@@ -134,13 +134,19 @@ func (p *Presence) settle(user string, rooms []string, debounce time.Duration, a
 	}
 	retry := func() {
 		if attempt < settleRetries {
-			again(min(time.Second<<attempt, 30*time.Second), attempt+1)
+			p.retries.after(min(time.Second<<attempt, 30*time.Second), func() {
+				p.settle(user, rooms, debounce, announce, attempt+1)
+			})
 		}
 	}
 	key := p.userKey(user)
 	p.enqueueOp(op{key: key, fail: retry, run: func(ctx context.Context) error {
-		if err := p.repairUser(ctx, user); err != nil {
-			return err
+		if p.dirty.takeUser(user) {
+			// A write of this user's count failed: its repair goes first
+			// (queued in order with the +1s and -1s), then this settle again.
+			p.repairLater(user)
+			p.settle(user, rooms, debounce, announce, attempt)
+			return nil
 		}
 		leases, err := p.leaseState(ctx)
 		if err != nil {
