@@ -288,11 +288,22 @@ func TestMessagePublishedAgainGetsItsNewPlace(t *testing.T) {
 	assert.Equal(t, ack2.Epoch, m2.Epoch)
 }
 
-// An append whose reply was lost to a time-out (Redis paused, then ran the
+// An append whose reply was lost to a time-out (Redis stalled, then ran the
 // script): the other pods deliver it; the sender's pod, which skips its own
 // envelopes, reads the room and delivers it too, without a later message.
+//
+// Redis is stalled (DEBUG SLEEP), not paused (CLIENT PAUSE). A paused Redis
+// has read the append and drops it if its connection closes, and rueidis
+// closes the connection of a command that times out when that connection
+// has no background worker yet (its synchronous path: no subscription on
+// it, never two commands at once; a client has GOMAXPROCS-dependent
+// connections, 2 here, and picks one at random per command), so with a
+// pause the script ran or not by chance: when not, nobody got m2 and the
+// test failed (9 runs in 20 with -cpu 4, about 1 in 40 with 2, on a busy
+// machine). A stalled Redis reads the append only after the stall, and
+// runs it even if the connection closed meanwhile.
 func TestTimedOutAppendIsDeliveredLocally(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Start(t, "--enable-debug-command", "yes")
 	admin := redistest.Client(t, srv.Addr)
 	a := startPodWith(t, "a", redistest.Client(t, srv.Addr), HandlerConfig{PublishTimeout: 100 * time.Millisecond})
 	b := startPod(t, "b", redistest.Client(t, srv.Addr))
@@ -306,12 +317,25 @@ func TestTimedOutAppendIsDeliveredLocally(t *testing.T) {
 	sendChats(sender, "r", 0, 2)
 	chatsUntil(t, local, 0, `"m1"`)
 	chatsUntil(t, remote, 0, `"m1"`)
-	require.NoError(t, admin.Do(context.Background(), admin.B().Arbitrary("CLIENT", "PAUSE", "600", "ALL").Build()).Error())
+	probe := redistest.Client(t, srv.Addr) // made before the stall, which a new client's handshake would wait out
+	stalled := make(chan error, 1)
+	go func() {
+		stalled <- admin.Do(context.Background(), admin.B().Arbitrary("DEBUG", "SLEEP", "0.6").Build()).Error()
+	}()
+	require.Eventually(t, func() bool { // the stall has begun: a PING goes unanswered
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		return probe.Do(ctx, probe.B().Ping().Build()).Error() != nil
+	}, 5*time.Second, time.Millisecond)
 	sendChats(sender, "r", 2, 3)
 	assert.Equal(t, ErrCodePublishFailed, sender.readError(), "not confirmed in time")
+	require.NoError(t, <-stalled)
 	for _, c := range []*client{remote, local} {
 		m, ok := next(chats(c), 20*time.Second) // the second read comes historyTimeout (5 s) later; -race and a busy machine stretch it
 		require.True(t, ok)
 		assert.Equal(t, `"m2"`, string(m.Data))
 	}
+	last, err := admin.Do(context.Background(), admin.B().Hget().Key(a.rb.bus.HistoryKeys("r")[1]).Field("o").Build()).AsUint64()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), last, "the script ran once")
 }
