@@ -110,7 +110,10 @@ func crossPodRooms(t *testing.T, clients func(i int) rueidis.Client, n int) {
 		}
 	}
 	for _, m := range members {
-		m.send(map[string]any{"type": "join", "room": "r"})
+		// Acknowledged before anyone sends: a join of a room new to its pod
+		// waits for a read from Redis, and a chat sent before it lands is
+		// refused with not_in_room (the test once lost messages 0-9 so).
+		m.joinSince("r", nil)
 	}
 	waitListening(t, "r", pods...)
 	// Every pod delivers every message exactly once, in publish order.
