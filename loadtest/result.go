@@ -18,6 +18,7 @@ type result struct {
 	Messages        int
 	Runs            int
 	ConnectRate     float64
+	CPUPerConnect   float64 // server CPU µs per connection during the ramp (dial to join acknowledged)
 	RSSPerConn      float64
 	RSSPerConnGC    float64
 	HeapPerConn     float64
@@ -52,9 +53,10 @@ const (
 	figFanout                          // deliveries, lost, duplicates, deliveries/s: needs a fan-out
 	figCPU                             // needs the PID and deliveries
 	figLatency                         // needs deliveries
+	figCPUConnect                      // needs the PID and a ramp
 
 	figIdle = figRSS | figRSSGC | figHeap | figGoroutines
-	figAll  = figConnectRate | figIdle | figFanout | figCPU | figLatency
+	figAll  = figConnectRate | figIdle | figFanout | figCPU | figLatency | figCPUConnect
 )
 
 // has reports whether figure f was measured.
@@ -67,6 +69,7 @@ type resultJSON struct {
 	Conns           int          `json:"connections"`
 	Rooms           int          `json:"rooms"`
 	ConnectRate     *float64     `json:"connect_rate_per_s"`
+	CPUPerConnect   *float64     `json:"server_cpu_us_per_connect"`
 	RSSPerConn      *float64     `json:"rss_bytes_per_conn"`
 	RSSPerConnGC    *float64     `json:"rss_bytes_per_conn_after_gc"`
 	HeapPerConn     *float64     `json:"heap_bytes_per_conn"`
@@ -110,6 +113,7 @@ func (r *result) wire(command string) resultJSON {
 	return resultJSON{
 		Target: r.Target, Conns: r.Conns, Rooms: r.Rooms, Messages: r.Messages, Runs: r.Runs,
 		ConnectRate:     opt(r, figConnectRate, r.ConnectRate),
+		CPUPerConnect:   opt(r, figCPUConnect, r.CPUPerConnect),
 		RSSPerConn:      opt(r, figRSS, r.RSSPerConn),
 		RSSPerConnGC:    opt(r, figRSSGC, r.RSSPerConnGC),
 		HeapPerConn:     opt(r, figHeap, r.HeapPerConn),
@@ -140,14 +144,14 @@ func (r *result) num(f figures, v float64, prec int) string {
 // cells returns the table's cells of r, in the order of tableHeads.
 func (r *result) cells() []string {
 	return []string{r.Target, strconv.Itoa(r.Conns), strconv.Itoa(r.Runs),
-		r.num(figConnectRate, r.ConnectRate, 0), r.num(figRSS, r.RSSPerConn, 0), r.num(figRSSGC, r.RSSPerConnGC, 0),
+		r.num(figConnectRate, r.ConnectRate, 0), r.num(figCPUConnect, r.CPUPerConnect, 0), r.num(figRSS, r.RSSPerConn, 0), r.num(figRSSGC, r.RSSPerConnGC, 0),
 		r.num(figHeap, r.HeapPerConn, 0), r.num(figGoroutines, float64(r.GoroutinesAdded), 0),
 		r.num(figFanout, r.DeliveriesPerS, 0), r.num(figFanout, float64(r.Lost), 0), r.num(figFanout, float64(r.Duplicates), 0),
 		r.num(figCPU, r.CPUPerDelivery, 0), r.num(figLatency, r.P50ms, 1), r.num(figLatency, r.P99ms, 1), r.num(figLatency, r.MaxMs, 1)}
 }
 
 // tableHeads are the columns of the result tables (Markdown and HTML).
-var tableHeads = []string{"target", "conns", "runs", "connect/s", "RSS B/conn", "RSS B/conn after GC", "heap B/conn",
+var tableHeads = []string{"target", "conns", "runs", "connect/s", "server CPU µs/connect", "RSS B/conn", "RSS B/conn after GC", "heap B/conn",
 	"goroutines added", "deliveries/s", "lost (all runs)", "dup", "server CPU ns/delivery", "p50 ms", "p99 ms", "max ms"}
 
 // printTable prints the results as a Markdown table on stdout, with ratios to
@@ -179,7 +183,8 @@ func printTable(rs []result) {
 			return strconv.FormatFloat(v/b, 'f', prec, 64) + unit
 		}
 		for _, r := range rs[:len(rs)-1] {
-			fmt.Printf("%s: RSS/conn %s, CPU/delivery %s, deliveries/s %s;  ", r.Target,
+			fmt.Printf("%s: connect/s %s, CPU/connect %s, RSS/conn %s, CPU/delivery %s, deliveries/s %s;  ", r.Target,
+				ratio(&r, figConnectRate, r.ConnectRate, base.ConnectRate, 2, "×"), ratio(&r, figCPUConnect, r.CPUPerConnect, base.CPUPerConnect, 2, "×"),
 				ratio(&r, figRSSGC, r.RSSPerConnGC, base.RSSPerConnGC, 3, "×"), ratio(&r, figCPU, r.CPUPerDelivery, base.CPUPerDelivery, 2, "×"),
 				ratio(&r, figFanout, r.DeliveriesPerS, base.DeliveriesPerS, 2, "×"))
 		}
@@ -224,6 +229,7 @@ func medianResult(rs []result) result {
 	}
 	m.Runs = len(rs)
 	m.ConnectRate = med(figConnectRate, func(r result) float64 { return r.ConnectRate })
+	m.CPUPerConnect = med(figCPUConnect, func(r result) float64 { return r.CPUPerConnect })
 	m.RSSPerConn = med(figRSS, func(r result) float64 { return r.RSSPerConn })
 	m.RSSPerConnGC = med(figRSSGC, func(r result) float64 { return r.RSSPerConnGC })
 	m.HeapPerConn = med(figHeap, func(r result) float64 { return r.HeapPerConn })

@@ -96,7 +96,7 @@ func (t *targetRun) warmUp(ctx context.Context) error {
 	}
 	warm.WriteMessage(websocket.TextMessage, helloFrame("warm"))
 	if t.p.processID() == 0 && t.p.httpURL == "" {
-		t.r.na |= figIdle | figCPU // nothing to read of a server without PID or /debug/stats
+		t.r.na |= figIdle | figCPU | figCPUConnect // nothing to read of a server without PID or /debug/stats
 		t.r.Memory = []memPoint{}
 		return nil
 	}
@@ -106,7 +106,7 @@ func (t *targetRun) warmUp(ctx context.Context) error {
 	t.st0, errStats = t.p.stats(false)
 	_, errGC = t.p.stats(true)
 	t.rss0gc, errRSSGC = t.p.rss()
-	t.r.na |= notMeasured(errRSS, figRSS|figCPU) | notMeasured(errStats, figHeap|figGoroutines) |
+	t.r.na |= notMeasured(errRSS, figRSS|figCPU|figCPUConnect) | notMeasured(errStats, figHeap|figGoroutines) |
 		notMeasured(errors.Join(errRSS, errGC, errRSSGC), figRSSGC)
 	return nil
 }
@@ -133,6 +133,7 @@ func (t *targetRun) ramp(ctx context.Context) error {
 		t.f.ackMark = []byte("\x00never") // no acknowledgement expected
 	}
 	fmt.Fprintf(os.Stderr, "%s: ramping %d connections\n", target, n)
+	cpu0, cpuErr := p.cpu()
 	start := time.Now()
 	var memMu sync.Mutex
 	if t.r.has(figRSS) {
@@ -164,6 +165,11 @@ func (t *targetRun) ramp(ctx context.Context) error {
 		}
 	}
 	t.r.ConnectRate = rate
+	if cpu1, err1 := p.cpu(); cpuErr == nil && err1 == nil && err == nil {
+		t.r.CPUPerConnect = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(n)
+	} else {
+		t.r.na |= figCPUConnect
+	}
 	return err
 }
 
