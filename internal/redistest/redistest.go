@@ -63,6 +63,7 @@ func Start(t testing.TB, extra ...string) *Server {
 func (s *Server) start() {
 	s.t.Helper()
 	s.cmd = exec.Command("redis-server", append(s.args, "--dir", s.dir)...)
+	dieWithParent(s.cmd)
 	logf, err := os.Create(filepath.Join(s.dir, "redis.log"))
 	if err != nil {
 		s.t.Fatal(err)
