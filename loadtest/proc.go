@@ -16,11 +16,25 @@ import (
 )
 
 // serverArgs are the flags every realtime server process of the load test
-// gets besides its addresses; everything else is the server's default (join
-// events included). Two are the harness's own needs: its one publisher
-// joins every room of the layout and, with -rate 0, sends as fast as
-// deliveries keep up, past the default per-connection limits.
-var serverArgs = []string{"-rate-limit", "-1", "-max-rooms", "100000"}
+// gets besides its addresses (harnessArgs): none unless the load needs one,
+// so that what is measured is the server's defaults.
+var serverArgs []string
+
+// defaultRateLimit is the server's default per-connection message rate.
+const defaultRateLimit = 50
+
+// harnessArgs returns the server flags the load of c needs beyond the
+// defaults: with -rate 0 (as fast as deliveries keep up) or more than the
+// default 50 messages a second per publishing connection (message k is sent
+// by the connection of room k mod -rooms), the per-connection rate limit is
+// turned off. Each room's publisher is in its room alone, so the default
+// room limit is never in the way.
+func harnessArgs(c *config) []string {
+	if c.rate == 0 || c.rate/float64(c.rooms) > defaultRateLimit {
+		return []string{"-rate-limit", "-1"}
+	}
+	return nil
+}
 
 // binDir is where the server binaries (realtime, baseline) are: beside the
 // load test's own executable unless -bin-dir says otherwise. `make loadtest`
