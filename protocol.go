@@ -133,67 +133,52 @@ func (h *Handler) handleMessage(c *conn, payload []byte) {
 func (h *Handler) handleCommand(c *conn, payload []byte) {
 	var in inbound
 	if err := json.Unmarshal(payload, &in); err != nil {
-		h.stats.labels.commands[cmdInvalid].Add(1)
+		h.count(cmdInvalid)
 		h.sendError(c, ErrCodeBadJSON, "message is not a JSON object like {\"type\":…}")
 		return
 	}
-	h.stats.labels.commands[kindOf(&in)].Add(1)
 	switch in.Type {
 	case "":
+		h.count(cmdInvalid)
 		h.sendError(c, ErrCodeUnknownType, "message has no type")
 	case MessageTypePing:
+		h.count(cmdPing)
 		c.Send(&Message{Type: MessageTypePong, From: "system", Timestamp: time.Now().UTC()})
 	case MessageTypeJoin:
+		h.count(cmdJoin)
 		h.join(c, in.Room, in.Data)
 	case MessageTypeLeave:
+		h.count(cmdLeave)
 		h.leave(c, in.Room)
 	case MessageTypePresence:
+		h.count(cmdPresence)
 		h.setPresence(c, in.Data)
 	case MessageTypeMembers:
+		h.count(cmdMembers)
 		h.members(c, in.Room)
 	case MessageTypeRefresh:
+		h.count(cmdRefresh)
 		h.refresh(c, in.Data)
 	case MessageTypeSystem, MessageTypeError, MessageTypePong, MessageTypeMembersDiff:
+		h.count(cmdInvalid)
 		h.sendError(c, ErrCodeForbidden, fmt.Sprintf("type %q is reserved for the server", in.Type))
 	default:
-		if !validType(in.Type) {
+		switch {
+		case !validType(in.Type):
+			h.count(cmdInvalid)
 			h.sendError(c, ErrCodeUnknownType, "type must be 1-64 characters of a-z, 0-9, '_', '-', '.'")
-			return
-		}
-		if in.To != "" {
+		case in.To != "":
+			h.count(cmdDirect)
 			h.direct(c, &in)
-			return
+		default:
+			h.count(cmdPublish)
+			h.publish(c, &in)
 		}
-		h.publish(c, &in)
 	}
 }
 
-// kindOf returns what in asks for, for the counters.
-func kindOf(in *inbound) commandKind {
-	switch in.Type {
-	case MessageTypeJoin:
-		return cmdJoin
-	case MessageTypeLeave:
-		return cmdLeave
-	case MessageTypePresence:
-		return cmdPresence
-	case MessageTypeMembers:
-		return cmdMembers
-	case MessageTypeRefresh:
-		return cmdRefresh
-	case MessageTypePing:
-		return cmdPing
-	case "", MessageTypeSystem, MessageTypeError, MessageTypePong, MessageTypeMembersDiff:
-		return cmdInvalid
-	}
-	switch {
-	case !validType(in.Type):
-		return cmdInvalid
-	case in.To != "":
-		return cmdDirect
-	}
-	return cmdPublish
-}
+// count counts one client command of kind k.
+func (h *Handler) count(k commandKind) { h.stats.labels.commands[k].Add(1) }
 
 func (h *Handler) sendConnected(c *conn) {
 	msg, err := SystemMessage(MessageTypeSystem, ConnectedData{Event: "connected", ConnectionID: c.id, UserID: c.UserID(), ExpiresAt: unixOrZero(c.identity().ExpiresAt)})
