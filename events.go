@@ -36,9 +36,13 @@ type MembersData struct {
 
 // MemberInfo is one user of a room's roster. It is a plain value.
 type MemberInfo struct {
-	UserID      string `json:"user_id"`
-	Connections int    `json:"connections"`
-	Status      string `json:"status,omitempty"`
+	UserID string `json:"user_id"`
+	// Connections is how many of the user's connections are in the room
+	// (on every pod with a PresenceTracker; with a Broadcaster that is only
+	// a Roster, which knows users and not connections, 1).
+	Connections int `json:"connections"`
+	// Status is "online", or what a client of the user set ("away").
+	Status string `json:"status,omitempty"`
 }
 
 // roomEvents coalesces the join and leave events of big rooms: a room with
