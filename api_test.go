@@ -77,16 +77,24 @@ func errCode(body map[string]any) string {
 	return code
 }
 
-func TestAPIPublishToRoomAndUserAcrossPods(t *testing.T) {
+// aliceTwiceAndBob starts two pods on one Redis, with alice connected to
+// both and bob to the second, all three in room "r".
+func aliceTwiceAndBob(t *testing.T) (a, b *pod, alice1, alice2, bob *client) {
+	t.Helper()
 	srv := redistest.Start(t)
-	a := startPod(t, "a", redistest.Client(t, srv.Addr))
-	b := startPod(t, "b", redistest.Client(t, srv.Addr))
-	alice1, alice2 := dial(t, a.url, as("alice")), dial(t, b.url, as("alice"))
-	bob := dial(t, b.url, as("bob"))
+	a = startPod(t, "a", redistest.Client(t, srv.Addr))
+	b = startPod(t, "b", redistest.Client(t, srv.Addr))
+	alice1, alice2 = dial(t, a.url, as("alice")), dial(t, b.url, as("alice"))
+	bob = dial(t, b.url, as("bob"))
 	for _, c := range []*client{alice1, alice2, bob} {
 		c.joinSince("r", nil)
 	}
 	waitListening(t, "r", a, b)
+	return a, b, alice1, alice2, bob
+}
+
+func TestAPIPublishToRoomAndUserAcrossPods(t *testing.T) {
+	a, _, alice1, alice2, bob := aliceTwiceAndBob(t)
 	api := apiURL(t, a.h)
 
 	// To a room: every member on both pods, from "system" or as given, with
@@ -121,14 +129,7 @@ func TestAPIPublishToRoomAndUserAcrossPods(t *testing.T) {
 }
 
 func TestAPIPresenceAcrossPods(t *testing.T) {
-	srv := redistest.Start(t)
-	a := startPod(t, "a", redistest.Client(t, srv.Addr))
-	b := startPod(t, "b", redistest.Client(t, srv.Addr))
-	alice1, alice2 := dial(t, a.url, as("alice")), dial(t, b.url, as("alice"))
-	bob := dial(t, b.url, as("bob"))
-	alice1.joinSince("r", nil)
-	alice2.joinSince("r", nil)
-	bob.joinSince("r", nil)
+	_, b, alice1, alice2, _ := aliceTwiceAndBob(t)
 	api := apiURL(t, b.h)
 
 	want := map[string]any{"users": []any{
@@ -158,11 +159,7 @@ func TestAPIPresenceAcrossPods(t *testing.T) {
 }
 
 func TestAPIDisconnectAcrossPods(t *testing.T) {
-	srv := redistest.Start(t)
-	a := startPod(t, "a", redistest.Client(t, srv.Addr))
-	b := startPod(t, "b", redistest.Client(t, srv.Addr))
-	alice1, alice2 := dial(t, a.url, as("alice")), dial(t, b.url, as("alice"))
-	bob := dial(t, a.url, as("bob"))
+	a, b, alice1, alice2, bob := aliceTwiceAndBob(t)
 	api := apiURL(t, a.h)
 
 	status, body := call(t, "POST", api+"/disconnect", map[string]any{"user": "alice"})
@@ -171,7 +168,7 @@ func TestAPIDisconnectAcrossPods(t *testing.T) {
 	assert.Equal(t, int(CloseForbidden), alice1.closeCode())
 	assert.Equal(t, int(CloseForbidden), alice2.closeCode())
 	bob.send(map[string]any{"type": "ping"})
-	assert.Equal(t, MessageTypePong, bob.read().Type, "bob stays")
+	assert.Equal(t, MessageTypePong, bob.readType(MessageTypePong).Type, "bob stays (after alice's leave events)")
 	assert.EqualValues(t, 1, a.h.Stats().Disconnected)
 	assert.EqualValues(t, 1, b.h.Stats().Disconnected)
 }

@@ -136,14 +136,7 @@ func presenceDebounce(t *testing.T, debounce time.Duration, url1, url2 string) {
 }
 
 func TestMembersRosterAcrossPods(t *testing.T) {
-	srv := redistest.Start(t)
-	a := startPod(t, "a", redistest.Client(t, srv.Addr))
-	b := startPod(t, "b", redistest.Client(t, srv.Addr))
-	alice1, alice2 := dial(t, a.url, as("alice")), dial(t, b.url, as("alice"))
-	bob := dial(t, b.url, as("bob"))
-	for _, c := range []*client{alice1, alice2, bob} {
-		c.joinSince("r", nil)
-	}
+	_, _, alice1, _, bob := aliceTwiceAndBob(t)
 	bob.send(map[string]any{"type": "presence", "data": map[string]string{"status": "away"}})
 	want := MembersData{Count: 2, Users: []string{"alice", "bob"}, Members: []MemberInfo{
 		{UserID: "alice", Connections: 2, Status: PresenceOnline},
