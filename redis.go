@@ -255,7 +255,12 @@ func (b *RedisBroadcaster) Relay(ctx context.Context, frames []*Frame, errs []er
 // kept in history has "<offset> <epoch>\n" before its JSON (the Redis script
 // writes it: broadcast.Bus.Append).
 func (b *RedisBroadcaster) envelope(key string, f *Frame) []byte {
-	data := f.Payload()
+	return b.envelopeOf(key, f.Payload())
+}
+
+// envelopeOf is the envelope of key and data (the JSON of a message, or of a
+// user command).
+func (b *RedisBroadcaster) envelopeOf(key string, data []byte) []byte {
 	env := make([]byte, 0, len(b.pod)+len(key)+2+len(data))
 	env = append(env, b.pod...)
 	env = append(env, '\n')

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/realtimehub/realtime/broadcast"
@@ -58,29 +57,24 @@ func (b *RedisBroadcaster) DisconnectUser(ctx context.Context, user string) erro
 }
 
 // toPods sends an envelope with key and payload to every other pod of pods.
+// The envelopes go in one pipelined round trip; a pod that just ended is no
+// error.
 func (b *RedisBroadcaster) toPods(ctx context.Context, pods []string, key string, payload []byte) error {
-	env := make([]byte, 0, len(b.pod)+len(key)+2+len(payload))
-	env = append(append(append(append(env, b.pod...), '\n'), key...), '\n')
-	env = append(env, payload...)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
+	env := b.envelopeOf(key, payload)
+	items := make([]broadcast.Item, 0, len(pods))
 	for _, pod := range pods {
-		if pod == b.pod {
-			continue
+		if pod != b.pod {
+			items = append(items, broadcast.Item{Pod: pod, Payload: env})
 		}
-		wg.Go(func() {
-			err := b.bus.PublishDirect(ctx, pod, env)
-			if err != nil && !errors.Is(err, broadcast.ErrNoPod) { // a pod that just ended
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("pod %s: %w", pod, err))
-				mu.Unlock()
-			}
-		})
 	}
-	wg.Wait()
+	out := make([]error, len(items))
+	b.bus.PublishBatch(ctx, items, out)
+	var errs []error
+	for i, err := range out {
+		if err != nil && !errors.Is(err, broadcast.ErrNoPod) {
+			errs = append(errs, fmt.Errorf("pod %s: %w", items[i].Pod, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
