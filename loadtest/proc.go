@@ -78,8 +78,22 @@ func freeAddr() (string, error) {
 }
 
 // startServer starts the impl server binary and waits for /healthz. door is
-// "http" or "raw" (ours only).
+// "http" or "raw" (ours only). A port found free can be taken before the
+// server binds it (the load generator's own connections use ephemeral
+// ports): then it tries again with new ones, up to three times.
 func startServer(impl, door string, logPath string) (*serverProc, error) {
+	for attempt := 1; ; attempt++ {
+		p, err := startServerOnce(impl, door, logPath)
+		if err == nil || attempt == 3 {
+			return p, err
+		}
+		if log, _ := os.ReadFile(logPath); !strings.Contains(string(log), "address already in use") {
+			return nil, err
+		}
+	}
+}
+
+func startServerOnce(impl, door string, logPath string) (*serverProc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
