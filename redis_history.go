@@ -41,9 +41,10 @@ type redisHistory struct {
 	joining map[string][]pendingJoin // joins waiting for a room's read, by room
 	wake    chan struct{}            // a room was queued
 
-	// afterJoinRead, when a test sets it, runs after a join's read of
-	// Redis, before the join is admitted, to widen that window on purpose.
-	afterJoinRead func()
+	// afterJoinRead, when a test sets it, runs (once) after a join's read
+	// of Redis, before the join is admitted, to widen that window on
+	// purpose. Atomic: a join of another room may be reading it meanwhile.
+	afterJoinRead atomic.Pointer[func()]
 
 	syncs, syncErrors, duplicates, regressions atomic.Uint64
 }
@@ -138,8 +139,8 @@ func (x *redisHistory) admit(room string, batch []pendingJoin) {
 		if err == nil && after > 0 && cur.Epoch != before.Epoch {
 			cur, entries, err = x.fetchWaiting(room, 0) // a new epoch: all of it is new
 		}
-		if x.afterJoinRead != nil {
-			x.afterJoinRead()
+		if hook := x.afterJoinRead.Swap(nil); hook != nil {
+			(*hook)()
 		}
 		if err != nil || attempt == 3 {
 			x.b.logger.Warn("realtime: join: room history unreadable", "room", room, "err", err)

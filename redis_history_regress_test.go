@@ -89,12 +89,12 @@ func TestMessageDuringJoinReadIsDelivered(t *testing.T) {
 	dial(t, b.url, as("w")).joinSince(other, nil)
 	waitListening(t, other, b)
 
-	b.rb.hist.afterJoinRead = func() {
-		b.rb.hist.afterJoinRead = nil
+	hook := func() {
 		sendChats(sender, "r", 3, 4) // offset 4, published after b read the room
 		chatsUntil(t, sender, 3, `"m3"`)
 		time.Sleep(200 * time.Millisecond) // b has received it by now
 	}
+	b.rb.hist.afterJoinRead.Store(&hook)
 	reader := dial(t, b.url, as("u"))
 	ack := reader.joinSince("r", nil)
 	assert.Equal(t, uint64(4), ack.Offset, "the pod is not behind")
