@@ -6,10 +6,12 @@ package redistest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,80 +28,130 @@ const installHint = "redis-server is not installed: run `apt-get install -y redi
 // Concurrency: its methods are for the test goroutine; do not call them at
 // once.
 type Server struct {
-	Addr string
-	port int
-	dir  string
-	args []string
-	cmd  *exec.Cmd
-	t    testing.TB
+	Addr   string
+	port   int
+	dir    string
+	args   []string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+	t      testing.TB
 }
 
-func freePort(t testing.TB) int {
+// freePort returns a loopback port that was free a moment ago; with bus,
+// one whose cluster bus port (10000 above) was free too.
+func freePort(t testing.TB, bus bool) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		if !bus {
+			ln.Close()
+			return port
+		}
+		if port+10000 <= 65535 {
+			if busLn, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000)); err == nil {
+				busLn.Close()
+				ln.Close()
+				return port
+			}
+		}
+		ln.Close()
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("free port: no port with a free cluster bus port")
+	return 0
 }
 
 // Start starts a redis-server on a free port; it is killed when the test ends.
+// A port taken by another process between finding it free and binding it
+// (or, in cluster mode, its bus port, 10000 above) is not a failure: the
+// server is started again on another port, up to a few times.
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal(installHint)
 	}
-	port := freePort(t)
-	s := &Server{
-		Addr: "127.0.0.1:" + strconv.Itoa(port), port: port, dir: t.TempDir(), t: t,
-		args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, extra...),
+	var err error
+	for range startAttempts {
+		port := freePort(t, slices.Contains(extra, "--cluster-enabled"))
+		s := &Server{
+			Addr: "127.0.0.1:" + strconv.Itoa(port), port: port, dir: t.TempDir(), t: t,
+			args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, extra...),
+		}
+		if err = s.start(); err == nil {
+			t.Cleanup(s.Kill)
+			return s
+		}
+		s.Kill()
 	}
-	s.start()
-	t.Cleanup(s.Kill)
-	return s
+	t.Fatal(err)
+	return nil
 }
 
-func (s *Server) start() {
-	s.t.Helper()
+// startAttempts is how many ports Start tries.
+const startAttempts = 4
+
+// start runs the server and waits until it answers PING; it fails if the
+// process exits first (its port was taken) or after 20 s.
+func (s *Server) start() error {
 	s.cmd = exec.Command("redis-server", append(s.args, "--dir", s.dir)...)
 	dieWithParent(s.cmd)
 	logf, err := os.Create(filepath.Join(s.dir, "redis.log"))
 	if err != nil {
-		s.t.Fatal(err)
+		return err
 	}
+	defer logf.Close()
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond); err == nil {
-			c.Write([]byte("PING\r\n"))
-			buf := make([]byte, 16)
-			c.SetReadDeadline(time.Now().Add(time.Second))
-			n, _ := c.Read(buf)
-			c.Close()
-			if string(buf[:n]) == "+PONG\r\n" {
-				return
-			}
+	s.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, exited chan struct{}) { cmd.Wait(); close(exited) }(s.cmd, s.exited)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-s.exited:
+			return fmt.Errorf("redis-server on %s exited at start (log in %s)", s.Addr, s.dir)
+		default:
 		}
-		time.Sleep(20 * time.Millisecond)
+		if ping(s.Addr) {
+			return nil
+		}
 	}
-	s.t.Fatalf("redis-server on %s did not answer PING (log in %s)", s.Addr, s.dir)
+	return fmt.Errorf("redis-server on %s did not answer PING in 20 s (log in %s)", s.Addr, s.dir)
+}
+
+// ping reports whether addr answers a PING.
+func ping(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.Write([]byte("PING\r\n"))
+	buf := make([]byte, 16)
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	n, _ := c.Read(buf)
+	return string(buf[:n]) == "+PONG\r\n"
 }
 
 // Kill stops the server at once (SIGKILL), as a crash would.
 func (s *Server) Kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		s.cmd.Process.Kill()
-		s.cmd.Wait()
+		<-s.exited
 		s.cmd = nil
 	}
 }
 
 // Restart starts the server again on the same port.
-func (s *Server) Restart() { s.start() }
+func (s *Server) Restart() {
+	s.t.Helper()
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
+}
 
 // Stop freezes the server (SIGSTOP): connections stay open and nothing is
 // answered, as with a Redis stalled by a long command or a paused VM.
