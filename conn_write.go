@@ -36,10 +36,7 @@ func (c *conn) enqueue(b []byte) bool {
 		return true
 	}
 	if c.overLocked(len(b)) {
-		c.h.stats.slowConsumers.Add(1)
-		kick := c.queueCloseLocked(wsframe.ClosePolicyViolation, "slow consumer: send queue full", true)
-		c.mu.Unlock()
-		c.closeQueuedThen(wsframe.ClosePolicyViolation, "slow consumer", errorLinger, kick)
+		c.overflowLocked() // unlocks
 		return false
 	}
 	kick := c.pushLocked(b)
@@ -48,6 +45,55 @@ func (c *conn) enqueue(b []byte) bool {
 		c.kick(workFlush)
 	}
 	return true
+}
+
+// enqueueEvents queues, under one lock and for one write, the frames of
+// batch that c is to hear: those after its own last join event in batch, but
+// its own events (pendingEvent.from), as it would have heard them one by
+// one. It reports false if the connection is closing or its queue
+// overflowed (it is then closed as a slow consumer, as enqueue does).
+func (c *conn) enqueueEvents(batch []pendingEvent) bool {
+	start := 0
+	for i, e := range batch {
+		if e.from == c && e.join {
+			start = i + 1 // c was not a member before
+		}
+	}
+	batch = batch[start:]
+	c.mu.Lock()
+	if c.closeQueued || c.state.Load() == stateClosed {
+		c.mu.Unlock()
+		return false
+	}
+	kick := false
+	for _, e := range batch {
+		if e.from == c {
+			continue
+		}
+		if c.overLocked(len(e.f.wire)) {
+			c.overflowLocked() // unlocks
+			if kick {
+				c.kick(workFlush)
+			}
+			return false
+		}
+		kick = c.pushLocked(e.f.wire) || kick
+	}
+	c.mu.Unlock()
+	if kick {
+		c.kick(workFlush)
+	}
+	return true
+}
+
+// overflowLocked closes a connection whose queue would pass its bound (a
+// slow consumer): its backlog is dropped and the close frame queued. It
+// unlocks c.mu.
+func (c *conn) overflowLocked() {
+	c.h.stats.slowConsumers.Add(1)
+	kick := c.queueCloseLocked(wsframe.ClosePolicyViolation, "slow consumer: send queue full", true)
+	c.mu.Unlock()
+	c.closeQueuedThen(wsframe.ClosePolicyViolation, "slow consumer", errorLinger, kick)
 }
 
 // overLocked reports whether queueing n more bytes passes the bounds.
@@ -138,6 +184,7 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 			return false, err
 		}
 		c.h.stats.bytesOut.Add(uint64(n))
+		c.h.stats.writes.Add(1)
 
 		c.mu.Lock()
 		c.sockFull, c.inflight = false, 0

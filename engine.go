@@ -28,6 +28,7 @@ type engine struct {
 	pipe      *pipeline      // messages for the Broadcaster, or nil without one
 	cmds      *commandRunner // commands off the workers, or nil without hooks
 	events    *roomEvents    // big rooms' members_diff, or nil with events off
+	batches   *eventBatches  // small rooms' events of a window, or nil with events off
 	hb        heartbeat
 	stopHB    chan struct{}
 	hbDone    sync.WaitGroup
@@ -68,6 +69,7 @@ func (e *engine) start() {
 		}
 		if !e.h.cfg.DisableJoinLeaveEvents {
 			e.events = newRoomEvents(e.h)
+			e.batches = newEventBatches(e.h)
 		}
 		if e.h.cfg.hasCommandHooks() {
 			e.cmds = newCommandRunner(e.h)
@@ -122,7 +124,8 @@ func (e *engine) shutdown(ctx context.Context) error {
 		waitCtx(ctx, e.cmds.stop) // a hook that does not return keeps its goroutine
 	}
 	if e.events != nil {
-		e.events.close() // the last diffs go out before the pipeline closes
+		e.batches.close() // the last events and diffs go out before the pipeline closes
+		e.events.close()
 	}
 	if e.pipe != nil {
 		// What the connections' last events queued still goes out, until

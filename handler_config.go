@@ -171,6 +171,15 @@ type HandlerConfig struct {
 	// JoinEventsWindow is how often a big room gets its members_diff.
 	// Default: 1s.
 	JoinEventsWindow time.Duration
+	// JoinEventsDelay is how long a small room's join and leave events wait
+	// to reach this pod's members together: the events of one window go to
+	// each member in one write (each a single join or leave event, as
+	// always), so a storm of joins costs members × windows writes, not
+	// members × joins. A member's message to the room is never delivered
+	// before its own join event. Other pods get the events at once and
+	// deliver them as they come. Negative: each event at once. Default:
+	// 100ms.
+	JoinEventsDelay time.Duration
 	// DisableJoinLeaveEvents stops join, leave and members_diff events going
 	// to rooms; the joiner or leaver still gets its own as the
 	// acknowledgement. Default: false (events on).
@@ -225,6 +234,9 @@ func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
 	set(&c.SendQueueBytes, 1<<20)
 	set(&c.JoinEventsMaxMembers, 50)
 	setD(&c.JoinEventsWindow, time.Second)
+	if c.JoinEventsDelay == 0 {
+		c.JoinEventsDelay = 100 * time.Millisecond
+	}
 	setD(&c.PresenceDebounce, 15*time.Second)
 	set(&c.PublishQueueSize, 8192)
 	setD(&c.PublishTimeout, 15*time.Second)

@@ -22,6 +22,7 @@ func (h *Handler) publish(c *conn, in *inbound) {
 		h.sendError(c, ErrCodeForbidden, "not allowed to send to "+strconv.Quote(in.Room))
 		return
 	}
+	h.eng.batches.flushRoom(in.Room) // the room's join events first: c's own may be waiting
 	h.deliver(c, &Message{ID: newMessageID(h.cfg.PodID), Type: in.Type, Room: in.Room, From: c.id, UserID: c.UserID(),
 		Data: in.Data, Timestamp: time.Now().UTC()})
 }

@@ -136,16 +136,18 @@ func (h *Handler) addMember(c *conn, room string) (joined bool, err error) {
 // joinPlain joins a room without history: the join event, which the joiner
 // gets too, is its acknowledgement.
 func (h *Handler) joinPlain(c *conn, room string) {
+	defer h.eng.batches.lockRoom(room)() // no batched event before the acknowledgement
 	joined, err := h.addMember(c, room)
 	if err != nil {
 		return
 	}
 	msg := h.eventMessage(c, MessageTypeJoin, room)
-	if joined {
-		if h.announce(room, MessageTypeJoin) {
+	if joined && h.announce(room, MessageTypeJoin) {
+		if !h.batching() {
 			h.deliver(c, msg) // c is a member: this is its acknowledgement too
 			return
 		}
+		h.deliverEvent(c, msg) // to the others, with the window's events
 	}
 	c.Send(msg)
 }
@@ -163,9 +165,11 @@ func (h *Handler) admitMember(c *conn, room string, since *Position, v historyVi
 			return
 		}
 		if h.announceAt(room, MessageTypeJoin, 1) {
-			h.deliver(c, h.eventMessage(c, MessageTypeJoin, room))
+			h.deliverEvent(c, h.eventMessage(c, MessageTypeJoin, room))
 		}
 	}
+	unlock := h.eng.batches.lockRoom(room) // no batched event before the acknowledgement
+	defer unlock()
 	if _, err := h.addMember(c, room); err != nil {
 		return
 	}
@@ -204,7 +208,7 @@ func (h *Handler) leave(c *conn, room string) {
 	msg := h.eventMessage(c, MessageTypeLeave, room)
 	c.Send(msg)
 	if h.announce(room, MessageTypeLeave) {
-		h.deliver(c, msg)
+		h.deliverEvent(c, msg)
 	}
 }
 
@@ -216,6 +220,7 @@ func (h *Handler) eventMessage(c *conn, typ, room string) *Message {
 // presenceEvent tells room that c's user has status.
 func (h *Handler) presenceEvent(c *conn, room, status string) {
 	data, _ := json.Marshal(PresenceData{Status: status, UserID: c.UserID()})
+	h.eng.batches.flushRoom(room) // after c's join event
 	h.deliver(c, &Message{ID: newMessageID(h.cfg.PodID), Type: MessageTypePresence, Room: room, From: c.id, UserID: c.UserID(), Data: data, Timestamp: time.Now().UTC()})
 }
 

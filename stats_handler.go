@@ -9,8 +9,11 @@ type HandlerStats struct {
 	// Accepted, Rejected and Closed count upgrades that succeeded, upgrades
 	// refused (origin, authentication, bad handshake) and connections ended.
 	Accepted, Rejected, Closed uint64
-	// MessagesIn counts client text messages; FramesOut frames written.
-	MessagesIn, FramesOut uint64
+	// MessagesIn counts client text messages; FramesOut frames written;
+	// Writes the socket writes that carried them (FramesOut/Writes is how
+	// many frames one write carries: more when a window's join events go
+	// out together).
+	MessagesIn, FramesOut, Writes uint64
 	// BytesIn and BytesOut count socket bytes after the handshake.
 	BytesIn, BytesOut uint64
 	// SlowConsumers counts connections closed because their send queue
@@ -53,6 +56,7 @@ type HandlerStats struct {
 type handlerCounters struct {
 	accepted, rejected, closed               atomic.Uint64
 	messagesIn, framesOut, bytesIn, bytesOut atomic.Uint64
+	writes                                   atomic.Uint64
 	slowConsumers, timeouts, protocolErrors  atomic.Uint64
 	errorsSent, publishErrors, throttled     atomic.Uint64
 	recovered, notRecovered, replayed        atomic.Uint64
@@ -65,7 +69,7 @@ func (h *Handler) Stats() HandlerStats {
 	s := &h.stats
 	st := HandlerStats{
 		Accepted: s.accepted.Load(), Rejected: s.rejected.Load(), Closed: s.closed.Load(),
-		MessagesIn: s.messagesIn.Load(), FramesOut: s.framesOut.Load(),
+		MessagesIn: s.messagesIn.Load(), FramesOut: s.framesOut.Load(), Writes: s.writes.Load(),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
 		SlowConsumers: s.slowConsumers.Load(), Timeouts: s.timeouts.Load(), ProtocolErrors: s.protocolErrors.Load(),
 		ErrorsSent: s.errorsSent.Load(), PublishErrors: s.publishErrors.Load(), Throttled: s.throttled.Load(),

@@ -204,6 +204,16 @@ func (p *serverProc) cpu() (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTick, nil
 }
 
+// selfCPU returns the CPU time (user and system) the load generator used so
+// far, or 0 where it cannot tell.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // serverStats is the JSON a server's /debug/stats answers (the realtime and
 // baseline binaries serve it from cmd/internal/debugstats): the load test
 // reads it from any server that has it.

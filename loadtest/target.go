@@ -133,7 +133,11 @@ func (t *targetRun) ramp(ctx context.Context) error {
 		t.f.ackMark = []byte("\x00never") // no acknowledgement expected
 	}
 	fmt.Fprintf(os.Stderr, "%s: ramping %d connections\n", target, n)
+	if path := os.Getenv("LOADTEST_PPROF"); path != "" && t.impl == "realtime" {
+		go profile(p.httpURL, filepath.Join(t.cfg.outDir, target+"-ramp-"+path), 3*time.Second)
+	}
 	cpu0, cpuErr := p.cpu()
+	self0 := selfCPU()
 	start := time.Now()
 	var memMu sync.Mutex
 	if t.r.has(figRSS) {
@@ -167,6 +171,8 @@ func (t *targetRun) ramp(ctx context.Context) error {
 	t.r.ConnectRate = rate
 	if cpu1, err1 := p.cpu(); cpuErr == nil && err1 == nil && err == nil {
 		t.r.CPUPerConnect = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(n)
+		fmt.Fprintf(os.Stderr, "%s: CPU per connect: server %.0f µs, load generator %.0f µs\n", target,
+			t.r.CPUPerConnect, float64(selfCPU()-self0)/float64(time.Microsecond)/float64(n))
 	} else {
 		t.r.na |= figCPUConnect
 	}

@@ -91,6 +91,7 @@ func collectHandler(out emitter, h *realtime.Handler, ownHistory bool) {
 	out.gauge(users, float64(s.Users))
 	out.counter(messagesIn, s.MessagesIn)
 	out.counter(framesOut, s.FramesOut)
+	out.counter(writes, s.Writes)
 	out.counter(bytesIn, s.BytesIn)
 	out.counter(bytesOut, s.BytesOut)
 	out.counter(slowConsumers, s.SlowConsumers)

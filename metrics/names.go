@@ -34,6 +34,7 @@ var (
 	users          = newMetric("gauge", "users", "Distinct users with a connection on this pod.")
 	messagesIn     = newMetric("counter", "messages_in_total", "Text messages received from clients.")
 	framesOut      = newMetric("counter", "frames_out_total", "WebSocket frames written to clients.")
+	writes         = newMetric("counter", "socket_writes_total", "Socket writes that carried frames to clients (frames_out_total / socket_writes_total: frames per write).")
 	bytesIn        = newMetric("counter", "bytes_in_total", "Socket bytes read after the handshake.")
 	bytesOut       = newMetric("counter", "bytes_out_total", "Socket bytes written after the handshake.")
 	slowConsumers  = newMetric("counter", "slow_consumer_disconnects_total", "Connections closed because their send queue filled.")
@@ -74,7 +75,7 @@ var (
 )
 
 var all = []metric{connections, rooms, deliveries, drops, broadcasts, fanout,
-	users, messagesIn, framesOut, bytesIn, bytesOut, slowConsumers, timeouts, protocolErrors, accepted,
+	users, messagesIn, framesOut, writes, bytesIn, bytesOut, slowConsumers, timeouts, protocolErrors, accepted,
 	rejected, throttled, closed, closes, errorsSent, errorsByCode, commands, publishFailed, recoveries,
 	replayed, historyRooms, historyBytes,
 	published, publishErrors, received, redisDelivered, redisSkipped, redisDropped, decodeErrors,

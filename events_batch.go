@@ -1,0 +1,189 @@
+package realtime
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// A small room's join and leave events go to the other pods at once, but to
+// this pod's members together: each room's events of a JoinEventsDelay
+// window are queued to each member (but the one each is about) under one
+// lock, and leave in one write. A reconnect storm into small rooms then
+// costs members × windows writes, not members × joins: the frames are the
+// same single join and leave events clients always had.
+
+// pendingEvent is a join or leave event waiting for its room's window: from
+// is the connection it is about, which does not get it (a joiner has its
+// acknowledgement), nor the events before its join.
+type pendingEvent struct {
+	from *conn
+	f    *Frame
+	join bool
+}
+
+// eventBatches holds the small rooms' events of the current window.
+// All methods may be called concurrently.
+type eventBatches struct {
+	h       *Handler
+	delay   time.Duration
+	mu      sync.Mutex
+	rooms   map[string][]pendingEvent
+	pending atomic.Int32 // len(rooms): a cheap check for flushRoom
+	armed   bool         // a flush is due (its timer runs)
+	closed  bool
+
+	// stripes keep a room's batch from reaching a joiner between its
+	// becoming a member and its acknowledgement (lockRoom).
+	stripes [64]sync.Mutex
+}
+
+func newEventBatches(h *Handler) *eventBatches {
+	return &eventBatches{h: h, delay: h.cfg.JoinEventsDelay, rooms: map[string][]pendingEvent{}}
+}
+
+// batching reports whether the events of a room with members here can wait
+// for their window: the hub can hand a member a batch (a ShardedHub), and
+// this pod delivers its own events (no Broadcaster, or one that relays and
+// does not deliver to its own pod).
+func (h *Handler) batching() bool {
+	if h.eng.batches == nil || h.cfg.JoinEventsDelay < 0 {
+		return false
+	}
+	if _, ok := h.frames.(*ShardedHub); !ok {
+		return false
+	}
+	return h.cfg.Broadcaster == nil || h.eng.pipe.relayer != nil
+}
+
+// deliverEvent sends a small room's join or leave event about c: to the
+// other pods now, and to this pod's members but c with the room's other
+// events of the window. Where it cannot wait it is delivered at once, to
+// every member (deliver).
+func (h *Handler) deliverEvent(c *conn, msg *Message) {
+	if !h.batching() {
+		h.deliver(c, msg)
+		return
+	}
+	f, err := NewFrame(msg)
+	if err != nil {
+		h.logger.Error("realtime: event", "type", msg.Type, "err", err)
+		return
+	}
+	if h.cfg.Broadcaster != nil && !h.eng.pipe.submit(msg.Room, pubJob{f: f, from: c}, nil) {
+		h.publishFailed(c, msg, errPipelineFull)
+	}
+	h.eng.batches.add(msg.Room, pendingEvent{from: c, f: f, join: msg.Type == MessageTypeJoin})
+}
+
+// add queues ev for its room's window. A window starts with the first event
+// after the last flush: one timer per window, for every room then waiting.
+func (b *eventBatches) add(room string, ev pendingEvent) {
+	b.mu.Lock()
+	if b.closed { // shutting down: at once (a joiner may hold the room's stripe)
+		b.mu.Unlock()
+		b.deliver(room, []pendingEvent{ev})
+		return
+	}
+	list, ok := b.rooms[room]
+	b.rooms[room] = append(list, ev)
+	if !ok {
+		b.pending.Add(1)
+	}
+	if !b.armed {
+		b.armed = true
+		time.AfterFunc(b.delay, b.flush)
+	}
+	b.mu.Unlock()
+}
+
+// flush sends every room's waiting events.
+func (b *eventBatches) flush() {
+	b.mu.Lock()
+	rooms := b.rooms
+	if len(rooms) > 0 {
+		b.rooms = map[string][]pendingEvent{}
+	}
+	b.pending.Store(0)
+	b.armed = false
+	b.mu.Unlock()
+	for room, batch := range rooms {
+		b.send(room, batch)
+	}
+}
+
+// flushRoom sends room's waiting events now: a member's message to the room
+// comes after its own join event.
+func (b *eventBatches) flushRoom(room string) {
+	if b == nil || b.pending.Load() == 0 {
+		return
+	}
+	b.mu.Lock()
+	batch, ok := b.rooms[room]
+	if ok {
+		delete(b.rooms, room)
+		b.pending.Add(-1)
+	}
+	b.mu.Unlock()
+	if ok {
+		b.send(room, batch)
+	}
+}
+
+// lockRoom holds room's sending of batches off until the returned func is
+// called: a joiner becomes a member and queues its acknowledgement under it,
+// so that no other member's event reaches it first. Nil-safe.
+func (b *eventBatches) lockRoom(room string) (unlock func()) {
+	if b == nil {
+		return func() {}
+	}
+	mu := &b.stripes[xxhash.Sum64String(room)%uint64(len(b.stripes))]
+	mu.Lock()
+	return mu.Unlock
+}
+
+// close sends what is waiting; later events go out at once.
+func (b *eventBatches) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.flush()
+}
+
+// send hands batch to each member of room but the one each event is about.
+func (b *eventBatches) send(room string, batch []pendingEvent) {
+	defer b.lockRoom(room)()
+	b.deliver(room, batch)
+}
+
+// deliver is send without the room's stripe.
+func (b *eventBatches) deliver(room string, batch []pendingEvent) {
+	if hub, ok := b.h.frames.(*ShardedHub); ok {
+		hub.broadcastEvents(room, batch)
+	}
+}
+
+// broadcastEvents queues batch to each member of room, for one write each,
+// skipping a member's own events.
+func (h *ShardedHub) broadcastEvents(room string, batch []pendingEvent) {
+	start := time.Now()
+	c := h.reg.EachInRoom(room, h.workers, func(fs FrameSender) bool {
+		if c, ok := fs.(*conn); ok {
+			return c.enqueueEvents(batch)
+		}
+		ok := true // a Connection of another kind: not one the events are about
+		for _, e := range batch {
+			ok = fs.SendFrame(e.f) && ok
+		}
+		return ok
+	})
+	if c.Visited == 0 {
+		return
+	}
+	h.stats.observeFanout(time.Since(start).Seconds())
+	h.stats.broadcasts.Add(1)
+	h.stats.delivered.Add(uint64(c.Delivered))
+	h.stats.dropped.Add(uint64(c.Visited - c.Delivered))
+}
