@@ -67,6 +67,11 @@ type Options struct {
 	// RedisCluster says RedisAddrs are cluster nodes (sharded pub/sub works
 	// on both; this only makes a single address be treated as a cluster).
 	RedisCluster bool
+	// KeepMemory turns off the release after bursts: by default, once 1,000
+	// or more connects and closes are followed by a second without any, the
+	// server runs one garbage collection and returns free memory to the OS
+	// (the handshakes' garbage), as a JVM's periodic collection does.
+	KeepMemory bool
 }
 
 // Run serves until ctx ends, then shuts down gracefully: every WebSocket gets
@@ -105,6 +110,9 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hubDone, rbDone := runBackground(ctx, hub, rb)
+	if !opts.KeepMemory {
+		go releaseMemory(ctx, func() uint64 { s := handler.Stats(); return s.Accepted + s.Closed })
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	if rawLn != nil {
