@@ -104,5 +104,8 @@ bench: deps
 	@echo "Join storm: 10,000 joins into one room, per-join events beside the coalesced default:"
 	$(GO) test -run '^$$' -bench '^BenchmarkJoinStorm$$' -benchtime 3x -benchmem ./bench/ | tee $(OUT)/bench-joinstorm.txt
 	@echo
+	@echo "Small-room join storm: 1,000 real connections into 20 rooms of 50, batched join events beside per-event writes:"
+	$(GO) test -run '^$$' -bench '^BenchmarkSmallRoomJoinStorm$$' -benchtime 3x -benchmem ./bench/ | tee $(OUT)/bench-smallrooms.txt
+	@echo
 	@echo "Redis frozen (SIGSTOP) 10 s under load on one of two pods:"
 	$(GO) test -run '^$$' -bench '^BenchmarkRedisStall$$' -benchtime 1x ./bench/ | tee $(OUT)/bench-stall.txt
