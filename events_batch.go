@@ -102,24 +102,26 @@ func (b *eventBatches) add(room string, ev pendingEvent) {
 // flush sends every room's waiting events.
 func (b *eventBatches) flush() {
 	b.mu.Lock()
-	rooms := b.rooms
-	if len(rooms) > 0 {
-		b.rooms = map[string][]pendingEvent{}
+	rooms := make([]string, 0, len(b.rooms))
+	for room := range b.rooms {
+		rooms = append(rooms, room)
 	}
-	b.pending.Store(0)
 	b.armed = false
 	b.mu.Unlock()
-	for room, batch := range rooms {
-		b.send(room, batch)
+	for _, room := range rooms {
+		b.flushRoom(room)
 	}
 }
 
-// flushRoom sends room's waiting events now: a member's message to the room
-// comes after its own join event.
+// flushRoom sends room's waiting events now (a member's message to the room
+// comes after its own join event). It takes them under the room's stripe:
+// a joiner that becomes a member meanwhile either has its join in them, and
+// hears only what follows it, or joins after they went out.
 func (b *eventBatches) flushRoom(room string) {
 	if b == nil || b.pending.Load() == 0 {
 		return
 	}
+	defer b.lockRoom(room)()
 	b.mu.Lock()
 	batch, ok := b.rooms[room]
 	if ok {
@@ -128,7 +130,7 @@ func (b *eventBatches) flushRoom(room string) {
 	}
 	b.mu.Unlock()
 	if ok {
-		b.send(room, batch)
+		b.deliver(room, batch)
 	}
 }
 
@@ -152,13 +154,8 @@ func (b *eventBatches) close() {
 	b.flush()
 }
 
-// send hands batch to each member of room but the one each event is about.
-func (b *eventBatches) send(room string, batch []pendingEvent) {
-	defer b.lockRoom(room)()
-	b.deliver(room, batch)
-}
-
-// deliver is send without the room's stripe.
+// deliver hands batch to each member of room but the one each event is
+// about (the caller holds the room's stripe, or the handler is closing).
 func (b *eventBatches) deliver(room string, batch []pendingEvent) {
 	if hub, ok := b.h.frames.(*ShardedHub); ok {
 		hub.broadcastEvents(room, batch)

@@ -2,9 +2,13 @@ package realtime
 
 import (
 	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -101,4 +105,79 @@ func TestJoinEventsDefaultWindow(t *testing.T) {
 	a.join("r")
 	b.join("r")
 	assert.Equal(t, []string{"join:ub"}, readEvents(t, a, 1))
+}
+
+// In a storm of joins into small rooms, each member hears exactly the joins
+// after its own, whatever windows they fell in: per room of n members,
+// n(n-1)/2 join events in all, and no two members that heard each other.
+// (A window taken for sending before a joiner became a member, and sent
+// after, gave it joins from before its own.)
+func TestBatchedJoinStormHearsOnlyLaterJoins(t *testing.T) {
+	const rooms, perRoom = 6, 40
+	ts := newTestServer(t, rawDoor, HandlerConfig{Authenticate: userAuth, JoinEventsDelay: 5 * time.Millisecond})
+	type member struct {
+		mu    sync.Mutex
+		heard map[string]bool
+	}
+	members := make([]*member, rooms*perRoom)
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 20 {
+		wg.Go(func() {
+			for i := w; i < len(members); i += 20 {
+				user := fmt.Sprint("u", i)
+				ws, _, err := websocket.DefaultDialer.Dial(ts.url, as(user))
+				if !assert.NoError(t, err) {
+					return
+				}
+				t.Cleanup(func() { ws.Close() })
+				m := &member{heard: map[string]bool{}}
+				members[i] = m
+				ws.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf(`{"type":"join","room":"r%d"}`, i%rooms)))
+				go func() {
+					acked := false
+					for {
+						_, b, err := ws.ReadMessage()
+						if err != nil {
+							return
+						}
+						var msg Message
+						if json.Unmarshal(b, &msg) != nil || msg.Type != MessageTypeJoin {
+							continue
+						}
+						var d JoinLeaveData
+						json.Unmarshal(msg.Data, &d)
+						if !acked && d.UserID == user {
+							acked = true // its acknowledgement
+							continue
+						}
+						m.mu.Lock()
+						m.heard[d.UserID] = true
+						m.mu.Unlock()
+						total.Add(1)
+					}
+				}()
+			}
+		})
+	}
+	wg.Wait()
+	want := int64(rooms * perRoom * (perRoom - 1) / 2)
+	require.Eventually(t, func() bool { return total.Load() >= want }, 30*time.Second, 20*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // anything more would have arrived by now
+	assert.Equal(t, want, total.Load(), "each member hears the joins after its own, once")
+	mutual := 0
+	for i, a := range members {
+		for j, b := range members {
+			if i < j && i%rooms == j%rooms {
+				a.mu.Lock()
+				b.mu.Lock()
+				if a.heard[fmt.Sprint("u", j)] && b.heard[fmt.Sprint("u", i)] {
+					mutual++
+				}
+				b.mu.Unlock()
+				a.mu.Unlock()
+			}
+		}
+	}
+	assert.Zero(t, mutual, "members that heard each other's join")
 }
