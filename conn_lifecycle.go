@@ -12,8 +12,10 @@ import (
 // conn_goroutine.go) drive it.
 
 // attach turns an upgraded socket into a registered connection. early holds
-// bytes the client sent right behind its handshake (its first frames).
-func (h *Handler) attach(nc net.Conn, id *Identity, early []byte) {
+// bytes the client sent right behind its handshake (its first frames);
+// preface, the handshake's response not yet written (the raw door's 101),
+// which then leaves in one write with the greeting.
+func (h *Handler) attach(nc net.Conn, id *Identity, early, preface []byte) {
 	if h.eng.stopping.Load() {
 		nc.Close()
 		return
@@ -28,6 +30,9 @@ func (h *Handler) attach(nc net.Conn, id *Identity, early []byte) {
 	// Until the socket is registered, the connection is "scheduled" so that
 	// nothing runs its task: frames queued meanwhile wait in pend.
 	c.scheduled.Store(true)
+	if len(preface) > 0 {
+		c.enqueue(preface) // first in the queue: written with the greeting
+	}
 	h.eng.live.Add(1)
 	h.eng.hb.add(c)
 	h.stats.accepted.Add(1)

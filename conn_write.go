@@ -106,6 +106,11 @@ func (c *conn) overLocked(n int) bool {
 		cfg.SendQueueSize > 0 && len(c.queue) >= cfg.SendQueueSize
 }
 
+// isPreface reports whether b is a handshake response queued before the
+// connection's first frame (attach): it starts "HTTP/", which no frame we
+// write does (0x48 would be a close frame with RSV1 set).
+func isPreface(b []byte) bool { return len(b) > 0 && b[0] == 'H' }
+
 func isPong(b []byte) bool { return len(b) > 0 && b[0] == 0x80|wsframe.OpPong }
 
 // replacePongLocked puts pong in place of a pong waiting, untouched, at the
@@ -183,8 +188,8 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		c.h.stats.bytesOut.Add(uint64(n))
 		c.h.stats.writes.Add(1)
+		written := uint64(n)
 
 		c.mu.Lock()
 		c.sockFull, c.inflight = false, 0
@@ -194,10 +199,16 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 			n -= len(c.queue[i])
 			i++
 		}
-		c.h.stats.framesOut.Add(uint64(i))
+		frames := uint64(i)
 		for _, b := range c.queue[:i] {
 			c.qbytes -= int32(len(b) + queueEntryOverhead)
+			if isPreface(b) { // the handshake's response: neither a frame nor after the handshake
+				frames--
+				written -= min(written, uint64(len(b)))
+			}
 		}
+		c.h.stats.framesOut.Add(frames)
+		c.h.stats.bytesOut.Add(written)
 		rest := copy(c.queue, c.queue[i:])
 		clear(c.queue[rest:])
 		c.queue, c.off = c.queue[:rest], int32(n)

@@ -59,7 +59,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		early, _ = rw.Reader.Peek(rw.Reader.Buffered()) // the client's first frames
 		early = append([]byte(nil), early...)
 	}
-	h.attach(nc, id, early)
+	h.attach(nc, id, early, nil)
 }
 
 // handshakeSize is about how many bytes r's request line and headers took.

@@ -92,10 +92,26 @@ func isTemporary(err error) bool {
 
 // recorder keeps what the upgrader reads, so that bytes the client sent
 // right after its handshake (its first frames) are not lost in the
-// upgrader's pooled buffer.
+// upgrader's pooled buffer, and holds what it writes (the response), so
+// that a 101 goes out in one write with the greeting that follows it.
 type recorder struct {
 	net.Conn
 	buf []byte
+	out []byte
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.out = append(r.out, p...)
+	return len(p), nil
+}
+
+// flushOut writes what the upgrader wrote (a refusal, or a 101 followed by
+// a close) straight to the socket.
+func (r *recorder) flushOut() {
+	if len(r.out) > 0 {
+		r.Conn.Write(r.out)
+		r.out = nil
+	}
 }
 
 func (r *recorder) Read(p []byte) (int, error) {
@@ -161,6 +177,7 @@ func (h *Handler) serveRaw(nc net.Conn) {
 		},
 	}
 	if _, err := u.Upgrade(rec); err != nil {
+		rec.flushOut()
 		if len(rec.buf) > MaxHandshakeBytes {
 			refused = http.StatusRequestHeaderFieldsTooLarge
 		}
@@ -173,6 +190,7 @@ func (h *Handler) serveRaw(nc net.Conn) {
 		return
 	}
 	if tryLater {
+		rec.flushOut()
 		sendTryLater(nc)
 		return
 	}
@@ -181,5 +199,5 @@ func (h *Handler) serveRaw(nc net.Conn) {
 	if i := strings.Index(string(rec.buf), "\r\n\r\n"); i >= 0 && i+4 < len(rec.buf) {
 		early = rec.buf[i+4:]
 	}
-	h.attach(nc, id, early)
+	h.attach(nc, id, early, rec.out) // the 101 leaves with the greeting
 }
