@@ -96,9 +96,11 @@ func (e *roomEvents) run() {
 func (e *roomEvents) flush() {
 	e.mu.Lock()
 	diffs := e.diffs
-	if len(diffs) > 0 {
-		e.diffs = map[string]*MembersDiffData{}
+	if len(diffs) == 0 {
+		e.mu.Unlock()
+		return // diffs is still e.diffs: not to be read outside the lock
 	}
+	e.diffs = map[string]*MembersDiffData{}
 	e.mu.Unlock()
 	for room, d := range diffs {
 		data, _ := json.Marshal(d)
