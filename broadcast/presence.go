@@ -26,7 +26,8 @@ import (
 // Writes are queued and sent by a few goroutines, each key's by the same
 // one in order (a full queue drops and counts: the caller's worker never
 // waits on Redis). When a renewal finds the lease
-// gone (Redis restarted empty) the pod rewrites its entries from Resync.
+// gone (Redis restarted empty) the pod rewrites its entries from Resync,
+// and repairs those of the rewrites that fail.
 // All methods may be called concurrently.
 type Presence struct {
 	client rueidis.Client
@@ -219,7 +220,9 @@ func (p *Presence) do(ctx context.Context, o op) {
 
 // renew extends the lease. If Redis did not have it (first start, Redis came
 // back empty) or it had expired (this pod stalled, and others may have
-// removed its entries as a dead pod's), the pod writes all its entries again.
+// removed its entries as a dead pod's), the pod writes all its entries again;
+// those writes that fail are repaired (see repair) once Redis answers a
+// write, at the latest at the next renewal.
 func (p *Presence) renew(ctx context.Context) {
 	// Not TTL/3: right after Redis comes back the client must reconnect,
 	// and a deadline shorter than that can cancel every attempt in turn.
@@ -246,19 +249,27 @@ func (p *Presence) renew(ctx context.Context) {
 		for _, u := range users {
 			conns[u]++
 		}
+		// A rewrite that fails is repaired like any failed write: the lease
+		// is back, so no later renewal would find it gone and rewrite it.
+		// Right after a restart that is common: the client notices that an
+		// idle connection died only when it next writes on it, and does not
+		// retry writes, so the first write on each of its connections fails.
 		for u, n := range conns {
-			p.enqueue(p.client.B().Hset().Key(p.userKey(u)).FieldValue().FieldValue(p.self, strconv.FormatInt(n, 10)).Build())
+			p.enqueueOp(op{key: p.userKey(u), run: func(ctx context.Context) error { return p.writeUser(ctx, u, n) },
+				fail: func() { p.dirty.user(u) }})
 		}
 		for room, members := range rooms {
 			counts := map[string]int64{}
 			for _, u := range members {
 				counts[u]++
 			}
+			key := p.roomKey(room)
 			for u, n := range counts {
 				// Set, not add: the room hash may still hold this incarnation's
 				// counts if only the lease was lost.
-				p.enqueue(p.client.B().Hset().Key(p.roomKey(room)).FieldValue().
-					FieldValue(p.self+"|"+u, strconv.FormatInt(n, 10)).Build())
+				cmd := p.client.B().Hset().Key(key).FieldValue().FieldValue(p.self+"|"+u, strconv.FormatInt(n, 10)).Build()
+				p.enqueueOp(op{key: key, run: func(ctx context.Context) error { return p.client.Do(ctx, cmd).Error() },
+					fail: func() { p.dirty.room(room) }})
 			}
 		}
 	}
