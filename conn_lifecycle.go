@@ -30,9 +30,7 @@ func (h *Handler) attach(nc net.Conn, id *Identity, early, preface []byte) {
 	// Until the socket is registered, the connection is "scheduled" so that
 	// nothing runs its task: frames queued meanwhile wait in pend.
 	c.scheduled.Store(true)
-	if len(preface) > 0 {
-		c.enqueue(preface) // first in the queue: written with the greeting
-	}
+	c.queuePreface(preface)
 	h.eng.live.Add(1)
 	h.eng.hb.add(c)
 	h.stats.accepted.Add(1)
@@ -46,6 +44,26 @@ func (h *Handler) attach(nc net.Conn, id *Identity, early, preface []byte) {
 		return
 	}
 	c.startGoroutine()
+}
+
+// queuePreface puts the handshake's response (the raw door's 101) first in
+// the queue of a polled connection, to leave in one write with what follows
+// (startPolling writes it); it takes no room in the queue's bounds. A
+// connection that cannot be polled gets it at once: its writer must not
+// start before the connection is registered.
+func (c *conn) queuePreface(preface []byte) {
+	if len(preface) == 0 {
+		return
+	}
+	if c.fd < 0 {
+		c.nc.Write(preface)
+		return
+	}
+	c.mu.Lock()
+	c.queue = append(getQueue(), preface)
+	c.flushing = true
+	c.mu.Unlock()
+	c.pend.Or(workFlush)
 }
 
 // newConn returns a connection with a fresh ID: "<pod>.<n>", so that the ID
@@ -103,6 +121,20 @@ func (c *conn) startPolling() {
 	}
 	if eng.afterRegister != nil {
 		eng.afterRegister()
+	}
+	// What attach queued (the raw door's 101, the greeting, the replies to
+	// early frames) is written here, while this goroutine still holds the
+	// task: through the pool it would wait behind every other connection's
+	// work, and the client cannot go on before it has its 101.
+	if c.pend.And(^workFlush)&workFlush != 0 {
+		blocked, err := c.flush(make([][]byte, 0, 4))
+		if err != nil {
+			c.teardown(err)
+			return
+		}
+		if blocked {
+			c.pend.Or(workFlush) // the task waits for EPOLLOUT
+		}
 	}
 	c.scheduled.Store(false)
 	if c.pend.Load() != 0 {

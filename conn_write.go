@@ -48,18 +48,19 @@ func (c *conn) enqueue(b []byte) bool {
 }
 
 // enqueueEvents queues, under one lock and for one write, the frames of
-// batch that c is to hear: those after its own last join event in batch, but
-// its own events (pendingEvent.from), as it would have heard them one by
-// one. It reports false if the connection is closing or its queue
-// overflowed (it is then closed as a slow consumer, as enqueue does).
+// batch that c is to hear, as it would have heard them one by one: the
+// events while it was a member (its own joins and leaves in batch tell
+// when), but its own (pendingEvent.from). It reports false if the
+// connection is closing or its queue overflowed (it is then closed as a
+// slow consumer, as enqueue does).
 func (c *conn) enqueueEvents(batch []pendingEvent) bool {
-	start := 0
-	for i, e := range batch {
-		if e.from == c && e.join {
-			start = i + 1 // c was not a member before
+	member := true // c's own first event tells whether it was a member before the batch
+	for _, e := range batch {
+		if e.from == c {
+			member = !e.join
+			break
 		}
 	}
-	batch = batch[start:]
 	c.mu.Lock()
 	if c.closeQueued || c.state.Load() == stateClosed {
 		c.mu.Unlock()
@@ -68,6 +69,10 @@ func (c *conn) enqueueEvents(batch []pendingEvent) bool {
 	kick := false
 	for _, e := range batch {
 		if e.from == c {
+			member = e.join // from here on a member or not
+			continue
+		}
+		if !member {
 			continue
 		}
 		if c.overLocked(len(e.f.wire)) {
@@ -98,12 +103,16 @@ func (c *conn) overflowLocked() {
 
 // overLocked reports whether queueing n more bytes passes the bounds.
 func (c *conn) overLocked(n int) bool {
-	if len(c.queue) == 0 {
+	queued := len(c.queue)
+	if queued > 0 && isPreface(c.queue[0]) {
+		queued-- // the 101 waiting for the first write is not in the bounds
+	}
+	if queued == 0 {
 		return false
 	}
 	cfg := &c.h.cfg
 	return int(c.qbytes)+n+queueEntryOverhead > cfg.SendQueueBytes ||
-		cfg.SendQueueSize > 0 && len(c.queue) >= cfg.SendQueueSize
+		cfg.SendQueueSize > 0 && queued >= cfg.SendQueueSize
 }
 
 // isPreface reports whether b is a handshake response queued before the
@@ -139,18 +148,20 @@ func (c *conn) pushLocked(b []byte) (kick bool) {
 }
 
 // dropBacklogLocked empties the queue but for the frames the writer is
-// writing and a frame already partly written, whose rest must follow for
-// the stream to stay well-formed.
+// writing, a frame already partly written, whose rest must follow for the
+// stream to stay well-formed, and a handshake response not yet written.
 func (c *conn) dropBacklogLocked() {
 	keep := int(c.inflight) // being written now: the writer accounts for them
-	if c.off > 0 {
-		keep = max(keep, 1)
+	if c.off > 0 || len(c.queue) > 0 && isPreface(c.queue[0]) {
+		keep = max(keep, 1) // the rest of a frame begun, or the 101 before any frame
 	}
 	clear(c.queue[keep:])
 	c.queue = c.queue[:keep]
 	c.qbytes = 0
 	for _, b := range c.queue {
-		c.qbytes += int32(len(b) + queueEntryOverhead)
+		if !isPreface(b) {
+			c.qbytes += int32(len(b) + queueEntryOverhead)
+		}
 	}
 }
 
@@ -201,11 +212,12 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 		}
 		frames := uint64(i)
 		for _, b := range c.queue[:i] {
-			c.qbytes -= int32(len(b) + queueEntryOverhead)
-			if isPreface(b) { // the handshake's response: neither a frame nor after the handshake
+			if isPreface(b) { // the handshake's response: not a frame, not in the bounds
 				frames--
 				written -= min(written, uint64(len(b)))
+				continue
 			}
+			c.qbytes -= int32(len(b) + queueEntryOverhead)
 		}
 		c.h.stats.framesOut.Add(frames)
 		c.h.stats.bytesOut.Add(written)

@@ -3,6 +3,7 @@ package realtime
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -180,4 +181,43 @@ func TestBatchedJoinStormHearsOnlyLaterJoins(t *testing.T) {
 		}
 	}
 	assert.Zero(t, mutual, "members that heard each other's join")
+}
+
+// A member that leaves and joins again within a window still hears what
+// happened while it was a member before (x's join), as one event at a time
+// it would have: its own last join does not cut the window off.
+func TestRejoinInWindowKeepsEarlierEvents(t *testing.T) {
+	for _, delay := range []time.Duration{-1, time.Hour} {
+		t.Run(fmt.Sprint("delay=", delay), func(t *testing.T) {
+			ts := newTestServer(t, rawDoor, HandlerConfig{Authenticate: userAuth, JoinEventsDelay: delay})
+			c, x := dial(t, ts.url, as("uc")), dial(t, ts.url, as("ux"))
+			c.join("r")
+			x.join("r")
+			c.send(map[string]any{"type": "leave", "room": "r"})
+			c.send(map[string]any{"type": "join", "room": "r"})
+			var heard []string
+			record := func(m Message) string {
+				if m.Type != MessageTypeJoin && m.Type != MessageTypeLeave {
+					return ""
+				}
+				e := m.Type + ":" + joinEventUser(t, m)
+				heard = append(heard, e)
+				return e
+			}
+			for left := false; ; { // until c's acknowledgement of its rejoin
+				e := record(c.read())
+				if e == "join:uc" && left {
+					break
+				}
+				left = left || e == "leave:uc"
+			}
+			ts.handler.eng.batches.flush()
+			c.send(map[string]any{"type": "chat", "room": "r", "data": "marker"}) // echoed to c after anything flushed
+			for m := c.read(); m.Type != MessageTypeChat; m = c.read() {
+				record(m)
+			}
+			slices.Sort(heard)
+			assert.Equal(t, []string{"join:uc", "join:ux", "leave:uc"}, heard, "x's join once, and c's own acknowledgements")
+		})
+	}
 }

@@ -127,7 +127,8 @@ func (s *Server) start() error {
 func exited(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return errors.Is(err, fs.ErrNotExist)
+		_, noProc := os.Stat("/proc/self/stat")
+		return noProc == nil && errors.Is(err, fs.ErrNotExist) // gone, where /proc works
 	}
 	i := bytes.LastIndexByte(b, ')') // the command name may hold spaces
 	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
