@@ -75,7 +75,11 @@ func TestWatchLifecycle(t *testing.T) {
 		recv.Unwatch("room")
 	}
 	recv.Watch("room")
-	require.Eventually(t, func() bool { return recv.Listening("room") }, 5*time.Second, 10*time.Millisecond)
+	// Listening also needs the link's canary back (Ready): on a loaded
+	// machine running -race that can take seconds (this failed in CI at 5 s).
+	if !assert.Eventually(t, func() bool { return recv.Listening("room") }, 20*time.Second, 10*time.Millisecond) {
+		t.Fatalf("not listening: ready %v, partitions %d", recv.Ready(), recv.Stats().Partitions)
+	}
 	require.NoError(t, send.Publish(context.Background(), "room", []byte("z")))
 	require.Eventually(t, func() bool { return got.Load() == 2 }, 5*time.Second, 10*time.Millisecond)
 	time.Sleep(100 * time.Millisecond)
