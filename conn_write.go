@@ -219,8 +219,8 @@ func (c *conn) flush(iov [][]byte) (blocked bool, err error) {
 			}
 			c.qbytes -= int32(len(b) + queueEntryOverhead)
 		}
-		c.h.stats.framesOut.Add(frames)
 		c.h.stats.bytesOut.Add(written)
+		c.h.stats.framesOut.Add(frames) // last: a reader that sees the frames sees their bytes and write
 		rest := copy(c.queue, c.queue[i:])
 		clear(c.queue[rest:])
 		c.queue, c.off = c.queue[:rest], int32(n)

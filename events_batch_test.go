@@ -51,6 +51,9 @@ func TestJoinEventsOfAWindowGoTogether(t *testing.T) {
 			ack := c.readType(MessageTypeJoin)
 			assert.Equal(t, []string{"ub", "uc", "ud"}[i], joinEventUser(t, ack), "the first join message is the joiner's own")
 		}
+		// Four greetings and four acknowledgements: counted once their write
+		// returned, which may be after the client read them.
+		require.Eventually(t, func() bool { return ts.handler.Stats().FramesOut == 8 }, 5*time.Second, 10*time.Millisecond)
 		before := ts.handler.Stats()
 		ts.handler.eng.batches.flush()
 		assert.Equal(t, []string{"join:ub", "join:uc", "join:ud"}, readEvents(t, a, 3))
