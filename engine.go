@@ -69,8 +69,8 @@ func (e *engine) start() {
 		}
 		if !e.h.cfg.DisableJoinLeaveEvents {
 			e.events = newRoomEvents(e.h)
-			e.batches = newEventBatches(e.h)
 		}
+		e.batches = newEventBatches(e.h) // after the pipeline: it asks whether it relays
 		if e.h.cfg.hasCommandHooks() {
 			e.cmds = newCommandRunner(e.h)
 		}

@@ -28,6 +28,7 @@ type pendingEvent struct {
 // All methods may be called concurrently.
 type eventBatches struct {
 	h       *Handler
+	hub     *ShardedHub
 	delay   time.Duration
 	mu      sync.Mutex
 	rooms   map[string][]pendingEvent
@@ -40,23 +41,23 @@ type eventBatches struct {
 	stripes [64]sync.Mutex
 }
 
+// newEventBatches returns the batcher of h's small rooms' events, or nil
+// where they cannot wait for a window (each then goes out at once): events
+// off or JoinEventsDelay negative; a hub that cannot hand a member a batch
+// (not a ShardedHub); a Broadcaster that delivers to its own pod (not a
+// Relayer), so that this pod does not deliver its own events. Call it once
+// the pipeline exists.
 func newEventBatches(h *Handler) *eventBatches {
-	return &eventBatches{h: h, delay: h.cfg.JoinEventsDelay, rooms: map[string][]pendingEvent{}}
+	hub, ok := h.frames.(*ShardedHub)
+	if !ok || h.cfg.DisableJoinLeaveEvents || h.cfg.JoinEventsDelay < 0 ||
+		h.cfg.Broadcaster != nil && h.eng.pipe.relayer == nil {
+		return nil
+	}
+	return &eventBatches{h: h, hub: hub, delay: h.cfg.JoinEventsDelay, rooms: map[string][]pendingEvent{}}
 }
 
-// batching reports whether the events of a room with members here can wait
-// for their window: the hub can hand a member a batch (a ShardedHub), and
-// this pod delivers its own events (no Broadcaster, or one that relays and
-// does not deliver to its own pod).
-func (h *Handler) batching() bool {
-	if h.eng.batches == nil || h.cfg.JoinEventsDelay < 0 {
-		return false
-	}
-	if _, ok := h.frames.(*ShardedHub); !ok {
-		return false
-	}
-	return h.cfg.Broadcaster == nil || h.eng.pipe.relayer != nil
-}
+// batching reports whether small rooms' events wait for their window.
+func (h *Handler) batching() bool { return h.eng.batches != nil }
 
 // deliverEvent sends a small room's join or leave event about c: to the
 // other pods now, and to this pod's members but c with the room's other
@@ -99,8 +100,11 @@ func (b *eventBatches) add(room string, ev pendingEvent) {
 	b.mu.Unlock()
 }
 
-// flush sends every room's waiting events.
+// flush sends every room's waiting events. Nil-safe.
 func (b *eventBatches) flush() {
+	if b == nil {
+		return
+	}
 	b.mu.Lock()
 	rooms := make([]string, 0, len(b.rooms))
 	for room := range b.rooms {
@@ -146,8 +150,11 @@ func (b *eventBatches) lockRoom(room string) (unlock func()) {
 	return mu.Unlock
 }
 
-// close sends what is waiting; later events go out at once.
+// close sends what is waiting; later events go out at once. Nil-safe.
 func (b *eventBatches) close() {
+	if b == nil {
+		return
+	}
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
@@ -157,9 +164,7 @@ func (b *eventBatches) close() {
 // deliver hands batch to each member of room but the one each event is
 // about (the caller holds the room's stripe, or the handler is closing).
 func (b *eventBatches) deliver(room string, batch []pendingEvent) {
-	if hub, ok := b.h.frames.(*ShardedHub); ok {
-		hub.broadcastEvents(room, batch)
-	}
+	b.hub.broadcastEvents(room, batch)
 }
 
 // broadcastEvents queues batch to each member of room, for one write each,
@@ -176,11 +181,5 @@ func (h *ShardedHub) broadcastEvents(room string, batch []pendingEvent) {
 		}
 		return ok
 	})
-	if c.Visited == 0 {
-		return
-	}
-	h.stats.observeFanout(time.Since(start).Seconds())
-	h.stats.broadcasts.Add(1)
-	h.stats.delivered.Add(uint64(c.Delivered))
-	h.stats.dropped.Add(uint64(c.Visited - c.Delivered))
+	h.countBroadcast(start, c)
 }

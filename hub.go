@@ -307,14 +307,20 @@ func (h *ShardedHub) BroadcastFrame(room string, f *Frame) int {
 	} else {
 		c = h.reg.EachInRoom(room, h.workers, frameVisitor(f))
 	}
+	h.countBroadcast(start, c)
+	return c.Delivered
+}
+
+// countBroadcast records a broadcast that started at start and visited
+// c.Visited members, c.Delivered of which took it (none visited: nothing).
+func (h *ShardedHub) countBroadcast(start time.Time, c shard.Counts) {
 	if c.Visited == 0 {
-		return 0
+		return
 	}
 	h.stats.observeFanout(time.Since(start).Seconds())
 	h.stats.broadcasts.Add(1)
 	h.stats.delivered.Add(uint64(c.Delivered))
 	h.stats.dropped.Add(uint64(c.Visited - c.Delivered))
-	return c.Delivered
 }
 
 // frameVisitor returns the per-recipient step of a broadcast: one interface
