@@ -46,6 +46,9 @@ func run(prog string, args []string) int {
 		return 2 // parseFlags printed why
 	}
 	binDir = cfg.binDir
+	if serverEnv = inheritedServerEnv(os.Environ()); len(serverEnv) > 0 {
+		fmt.Fprintf(os.Stderr, "loadtest: the servers inherit %v: not their defaults\n", serverEnv)
+	}
 	if serverArgs = harnessArgs(cfg); len(serverArgs) > 0 {
 		fmt.Fprintf(os.Stderr, "loadtest: our servers run with %v: one publisher sends past the default 50 messages a second\n", serverArgs)
 	}

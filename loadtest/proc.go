@@ -20,6 +20,24 @@ import (
 // so that what is measured is the server's defaults.
 var serverArgs []string
 
+// serverEnv is what the load test's environment sets that changes how the
+// servers it starts run (they inherit it): REALTIME_* (every flag of ours
+// has one), GOGC, GOMEMLIMIT, GODEBUG. The run says so and the report keeps
+// it, since the figures are then not the defaults'.
+var serverEnv []string
+
+// inheritedServerEnv returns the entries of env that serverEnv keeps.
+func inheritedServerEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "REALTIME_") || name == "GOGC" || name == "GOMEMLIMIT" || name == "GODEBUG" {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // defaultRateLimit is the server's default per-connection message rate.
 const defaultRateLimit = 50
 

@@ -88,6 +88,7 @@ type resultJSON struct {
 	Memory          []memPoint   `json:"rss_while_ramping"`
 	Storm           *stormResult `json:"storm,omitempty"`
 	Command         string       `json:"command"`
+	ServerEnv       []string     `json:"server_env,omitempty"` // inherited settings that are not the defaults
 	Thresholds      []verdict    `json:"thresholds"`
 	Passed          bool         `json:"passed"`
 }
@@ -127,7 +128,7 @@ func (r *result) wire(command string) resultJSON {
 		P99ms:           opt(r, figLatency, r.P99ms),
 		MaxMs:           opt(r, figLatency, r.MaxMs),
 		Latency:         r.Latency, Memory: mem, Storm: r.Storm,
-		Command: command, Thresholds: th, Passed: passed(th),
+		Command: command, ServerEnv: serverEnv, Thresholds: th, Passed: passed(th),
 	}
 }
 

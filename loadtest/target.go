@@ -53,7 +53,7 @@ func runTarget(ctx context.Context, cfg *config, target string) (result, error) 
 	if err != nil {
 		return t.r, err
 	}
-	t.waitJoined(ctx)
+	t.waitJoined()
 	t.measureIdle()
 	if t.cfg.storm {
 		t.r.Storm = t.storm(ctx)
@@ -188,24 +188,11 @@ func (t *targetRun) acksJoins() bool {
 	return true
 }
 
-// waitJoined waits (up to a minute) until every connection has joined.
-func (t *targetRun) waitJoined(ctx context.Context) {
-	n := t.cfg.conns
-	// Joined: ours and the baseline acknowledge each join; a foreign server
-	// without -ack does not, so wait for its connection count and give the
-	// joins a moment.
-	waitUntil(ctx, 60*time.Second, func() bool {
-		switch {
-		case t.acksJoins():
-			return t.f.acks.Load() >= int64(n)
-		case ext != nil:
-			return true
-		}
-		s, err := t.p.stats(false)
-		return err == nil && s.Connections >= n
-	})
-	if ext != nil && ext.ack == "" {
-		time.Sleep(time.Second) // no acknowledgement to wait for: give the hellos a moment
+// waitJoined gives the joins of a server that does not acknowledge them (a
+// foreign one without -ack) a moment; ramp waited for the others' acks.
+func (t *targetRun) waitJoined() {
+	if !t.acksJoins() {
+		time.Sleep(time.Second)
 	}
 }
 

@@ -59,7 +59,8 @@ func (th thresholds) judge(r *result) []verdict {
 	return out
 }
 
-// trimFloat formats v without needless decimals: 12, 3.5, 0.25.
+// trimFloat formats v for a verdict: whole numbers and values of 100 or
+// more without decimals (12, 1250), others with two (3.50, 0.25).
 func trimFloat(v float64) string {
 	if v >= 100 || v == float64(int64(v)) {
 		return strconv.FormatFloat(v, 'f', 0, 64)

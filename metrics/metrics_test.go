@@ -114,12 +114,6 @@ func TestCollectorCountsByLabel(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "a close the client started")
 	assert.EqualValues(t, 0, value(gather(t, c), "realtime_users"))
 
-	// Every metric collected is documented in Metrics.
-	known := map[string]bool{}
-	for _, m := range Metrics() {
-		known[m.Name] = true
-	}
-	for name := range gather(t, c) {
-		assert.True(t, known[name], name)
-	}
+	// Every metric collected is documented in Metrics: gather's pedantic
+	// registry fails on one that Describe (Metrics' list) did not name.
 }
