@@ -369,11 +369,11 @@ func (b *RedisBroadcaster) RoomUsers(ctx context.Context, room string) ([]string
 	return b.presence.RoomUsers(ctx, room)
 }
 
-// RecordOnline records that user has (or no longer has) a connection on this
-// pod; see PresenceRecorder. It queues the write and never blocks.
-func (b *RedisBroadcaster) RecordOnline(user string, online bool) {
-	b.presence.SetOnline(user, online)
-}
+// RecordOnline does nothing: a RedisBroadcaster is a PresenceTracker, so
+// the Handler counts a user's connections with TrackConnection instead (a
+// write here would overwrite that count). It stays to satisfy
+// PresenceRecorder, whose RecordMember it uses.
+func (b *RedisBroadcaster) RecordOnline(user string, online bool) {}
 
 // RecordMember counts user's connections in room on this pod by delta; see
 // PresenceRecorder. It queues the write and never blocks.

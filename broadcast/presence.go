@@ -118,15 +118,6 @@ func (p *Presence) enqueueOp(o op) {
 	}
 }
 
-// SetOnline records that user has (or no longer has) a connection here.
-func (p *Presence) SetOnline(user string, online bool) {
-	if online {
-		p.enqueue(p.client.B().Hset().Key(p.userKey(user)).FieldValue().FieldValue(p.self, "1").Build())
-		return
-	}
-	p.enqueue(p.client.B().Hdel().Key(p.userKey(user)).Field(p.self).Build())
-}
-
 // AddMember counts user in room on this pod by delta (+1 on join, -1 on
 // leave; a user may be in a room through several connections).
 func (p *Presence) AddMember(room, user string, delta int64) {

@@ -151,12 +151,14 @@ func (p *Presence) rewriteRoom(ctx context.Context, key string, want map[string]
 			return err
 		}
 	}
-	for f, n := range want {
-		if err := p.client.Do(ctx, p.client.B().Hset().Key(key).FieldValue().FieldValue(f, strconv.FormatInt(n, 10)).Build()).Error(); err != nil {
-			return err
-		}
+	if len(want) == 0 {
+		return nil
 	}
-	return nil
+	fv := p.client.B().Hset().Key(key).FieldValue() // one HSET for all of them
+	for f, n := range want {
+		fv = fv.FieldValue(f, strconv.FormatInt(n, 10))
+	}
+	return p.client.Do(ctx, fv.Build()).Error()
 }
 
 // retries are the settles waiting to try again after a failure: each at its
