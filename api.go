@@ -49,8 +49,22 @@ func NewAPI(h *Handler, cfg APIConfig) *API { return &API{h: h, cfg: cfg} }
 const (
 	apiCodeMethod   = "method_not_allowed"
 	apiCodeTooLarge = "too_large"
-	apiCodeNotFound = "not_found"
 )
+
+// checkTarget checks an API call's target, exactly one of room and user
+// (oneOf says so when not), and returns the error code and message, or ""
+// when it is valid.
+func checkTarget(room, user, oneOf string) (code, msg string) {
+	switch {
+	case (room == "") == (user == ""):
+		return ErrCodeBadData, oneOf
+	case room != "" && !ValidRoomName(room):
+		return ErrCodeBadRoom, badRoomMessage
+	case user != "" && !ValidUserID(user):
+		return ErrCodeBadData, "user must be 1-256 bytes without control characters"
+	}
+	return "", ""
+}
 
 // ServeHTTP answers one API request.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -70,7 +84,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "disconnect":
 		method, serve = http.MethodPost, a.disconnect
 	default:
-		apiError(w, http.StatusNotFound, apiCodeNotFound, "no such API call")
+		apiError(w, http.StatusNotFound, ErrCodeNotFound, "no such API call")
 		return
 	}
 	if r.Method != method {
@@ -102,16 +116,11 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	if !a.decode(w, r, &in) {
 		return
 	}
+	if code, msg := checkTarget(in.Room, in.User, `give exactly one of "room" and "user"`); code != "" {
+		apiError(w, http.StatusBadRequest, code, msg)
+		return
+	}
 	switch {
-	case (in.Room == "") == (in.User == ""):
-		apiError(w, http.StatusBadRequest, ErrCodeBadData, `give exactly one of "room" and "user"`)
-		return
-	case in.Room != "" && !ValidRoomName(in.Room):
-		apiError(w, http.StatusBadRequest, ErrCodeBadRoom, "room must be 1-128 characters of A-Z, a-z, 0-9, '-_.:@/'")
-		return
-	case in.User != "" && !ValidUserID(in.User):
-		apiError(w, http.StatusBadRequest, ErrCodeBadData, "user must be 1-256 bytes without control characters")
-		return
 	case !validType(in.Type):
 		apiError(w, http.StatusBadRequest, ErrCodeUnknownType, "type must be 1-64 characters of a-z, 0-9, '_', '-', '.'")
 		return
@@ -151,20 +160,21 @@ func (a *API) presence(w http.ResponseWriter, r *http.Request) {
 	room, user := q.Get("room"), q.Get("user")
 	ctx, cancel := context.WithTimeout(r.Context(), a.h.cfg.PublishTimeout)
 	defer cancel()
+	if code, msg := checkTarget(room, user, "give exactly one of the parameters room and user"); code != "" {
+		apiError(w, http.StatusBadRequest, code, msg)
+		return
+	}
 	switch {
-	case (room == "") == (user == ""):
-		apiError(w, http.StatusBadRequest, ErrCodeBadData, "give exactly one of the parameters room and user")
-	case room != "" && !ValidRoomName(room):
-		apiError(w, http.StatusBadRequest, ErrCodeBadRoom, "room must be 1-128 characters of A-Z, a-z, 0-9, '-_.:@/'")
-	case user != "" && !ValidUserID(user):
-		apiError(w, http.StatusBadRequest, ErrCodeBadData, "user must be 1-256 bytes without control characters")
 	case room != "":
 		ms, err := a.h.RoomMembers(ctx, room)
 		if err != nil {
 			a.unavailable(w, err)
 			return
 		}
-		apiJSON(w, apiRoomPresence{Users: append([]MemberInfo{}, ms...)})
+		if ms == nil {
+			ms = []MemberInfo{} // [], not null
+		}
+		apiJSON(w, apiRoomPresence{Users: ms})
 	default:
 		n, err := a.h.UserConnections(ctx, user)
 		if err != nil {

@@ -200,7 +200,7 @@ func TestAPIAuthAndErrors(t *testing.T) {
 		{"GET", "/presence?room=r&user=u", nil, 400, ErrCodeBadData},
 		{"GET", "/presence?room=%7Bx%7D", nil, 400, ErrCodeBadRoom},
 		{"POST", "/disconnect", map[string]any{}, 400, ErrCodeBadData},
-		{"GET", "/nothing", nil, 404, apiCodeNotFound},
+		{"GET", "/nothing", nil, 404, ErrCodeNotFound},
 	}
 	for _, tc := range cases {
 		status, body := call(t, tc.method, api+tc.path, tc.body)

@@ -62,3 +62,7 @@ var (
 	// errStopReading ends Feed after the peer's close frame.
 	errStopReading = errors.New("stop reading")
 )
+
+// badRoomMessage is the message of a bad_room error, on the socket and in
+// the server API.
+const badRoomMessage = "room must be 1-128 characters of A-Z, a-z, 0-9, '-_.:@/'"

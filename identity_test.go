@@ -156,10 +156,14 @@ func TestTokenExpiryClosesWith3000(t *testing.T) {
 		assert.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond, "not before exp")
 		assert.EqualValues(t, 1, ts.handler.Stats().Expired)
 
-		// No expiry: no timer.
+		// No expiry: no timer (c's went when it fired), and the connection lives.
 		d := dial(t, ts.url, http.Header{"X-User": {"v"}})
 		d.send(map[string]any{"type": "ping"})
 		assert.Equal(t, MessageTypePong, d.read().Type)
+		ts.handler.expiry.mu.Lock()
+		armed := len(ts.handler.expiry.m)
+		ts.handler.expiry.mu.Unlock()
+		assert.Zero(t, armed, "a timer for a connection without expiry")
 	})
 }
 

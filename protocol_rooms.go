@@ -17,7 +17,7 @@ import (
 
 func (h *Handler) join(c *conn, room string, data json.RawMessage) {
 	if !ValidRoomName(room) {
-		h.sendError(c, ErrCodeBadRoom, "room must be 1-128 characters of A-Z, a-z, 0-9, '-_.:@/'")
+		h.sendError(c, ErrCodeBadRoom, badRoomMessage)
 		return
 	}
 	since, ok := parseSince(data)
@@ -192,7 +192,7 @@ func (h *Handler) admitMember(c *conn, room string, since *Position, v historyVi
 
 func (h *Handler) leave(c *conn, room string) {
 	if !ValidRoomName(room) {
-		h.sendError(c, ErrCodeBadRoom, "room must be 1-128 characters of A-Z, a-z, 0-9, '-_.:@/'")
+		h.sendError(c, ErrCodeBadRoom, badRoomMessage)
 		return
 	}
 	if !h.rooms.Leave(c, room) {
@@ -265,7 +265,7 @@ const rosterQueries = 64
 // PublishTimeout), else this pod's.
 func (h *Handler) members(c *conn, room string) {
 	if !ValidRoomName(room) {
-		h.sendError(c, ErrCodeBadRoom, "room must be 1-128 characters of A-Z, a-z, 0-9, '-_.:@/'")
+		h.sendError(c, ErrCodeBadRoom, badRoomMessage)
 		return
 	}
 	if !h.isMember(c, room) {

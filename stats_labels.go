@@ -145,7 +145,7 @@ func (h *Handler) reject(status int) {
 	h.stats.labels.rejects[i].Add(1)
 }
 
-// labelStats fills st's labelled counters.
+// fill fills st's labelled counters.
 func (l *labelCounters) fill(st *HandlerStats) {
 	for k := range l.closes {
 		if n := l.closes[k].Load(); n > 0 {
