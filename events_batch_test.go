@@ -14,6 +14,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// flushEvents ends h's current event window now; call it once a connection
+// is attached. Reading the batcher through startOnce orders the read after
+// the engine's start (which ran on a handshake's goroutine).
+func flushEvents(h *Handler) {
+	h.eng.startOnce.Do(func() {})
+	h.eng.batches.flush()
+}
+
 // joinEventUser returns the user a join or leave event is about.
 func joinEventUser(t *testing.T, m Message) string {
 	t.Helper()
@@ -55,7 +63,7 @@ func TestJoinEventsOfAWindowGoTogether(t *testing.T) {
 		// returned, which may be after the client read them.
 		require.Eventually(t, func() bool { return ts.handler.Stats().FramesOut == 8 }, 5*time.Second, 10*time.Millisecond)
 		before := ts.handler.Stats()
-		ts.handler.eng.batches.flush()
+		flushEvents(ts.handler)
 		assert.Equal(t, []string{"join:ub", "join:uc", "join:ud"}, readEvents(t, a, 3))
 		assert.Equal(t, []string{"join:uc", "join:ud"}, readEvents(t, joiners[0], 2))
 		assert.Equal(t, []string{"join:ud"}, readEvents(t, joiners[1], 1))
@@ -82,7 +90,7 @@ func TestMessageAfterOwnJoinEvent(t *testing.T) {
 
 		b.send(map[string]any{"type": "leave", "room": "r"})
 		assert.Equal(t, "ub", joinEventUser(t, b.readType(MessageTypeLeave)), "the leaver's acknowledgement at once")
-		ts.handler.eng.batches.flush()
+		flushEvents(ts.handler)
 		assert.Equal(t, []string{"leave:ub"}, readEvents(t, a, 1))
 	})
 }
@@ -214,7 +222,7 @@ func TestRejoinInWindowKeepsEarlierEvents(t *testing.T) {
 				}
 				left = left || e == "leave:uc"
 			}
-			ts.handler.eng.batches.flush()
+			flushEvents(ts.handler)
 			c.send(map[string]any{"type": "chat", "room": "r", "data": "marker"}) // echoed to c after anything flushed
 			for m := c.read(); m.Type != MessageTypeChat; m = c.read() {
 				record(m)
