@@ -5,7 +5,9 @@ package netpoll
 import (
 	"fmt"
 	"net"
+	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -64,25 +66,48 @@ func Read(fd int, p []byte) (int, error) {
 
 // Writev writes bufs to fd with writev without blocking and returns how many
 // bytes went out. A partial write returns the count and nil; nothing written
-// because the socket buffer is full returns ErrWouldBlock.
+// because the socket buffer is full returns ErrWouldBlock. It allocates
+// nothing (unix.Writev allocates its iovecs past eight buffers): it runs once
+// per recipient of a fan-out.
 func Writev(fd int, bufs [][]byte) (int, error) {
 	if len(bufs) > MaxIOV {
 		bufs = bufs[:MaxIOV]
 	}
+	if len(bufs) == 0 {
+		return 0, nil
+	}
+	var small [8]unix.Iovec
+	iov := small[:0]
+	if len(bufs) > len(small) {
+		p := iovPool.Get().(*[]unix.Iovec)
+		defer iovPool.Put(p)
+		iov = (*p)[:0]
+	}
+	for _, b := range bufs {
+		var v unix.Iovec
+		if len(b) > 0 {
+			v.Base = &b[0]
+			v.SetLen(len(b))
+		}
+		iov = append(iov, v)
+	}
 	for {
-		n, err := unix.Writev(fd, bufs)
-		switch {
-		case err == nil:
-			return n, nil
-		case err == unix.EINTR:
+		n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		switch errno {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
 			continue
-		case err == unix.EAGAIN:
+		case unix.EAGAIN:
 			return 0, ErrWouldBlock
 		default:
-			return 0, err
+			return 0, errno
 		}
 	}
 }
+
+// iovPool holds iovec arrays for writes of more than eight buffers.
+var iovPool = sync.Pool{New: func() any { v := make([]unix.Iovec, 0, MaxIOV); return &v }}
 
 // ShutdownWrite half-closes fd: the peer reads EOF after what was sent.
 func ShutdownWrite(fd int) error { return unix.Shutdown(fd, unix.SHUT_WR) }

@@ -128,3 +128,35 @@ func TestPoolRunsEverythingThenStops(t *testing.T) {
 	p.Close()
 	assert.False(t, p.Submit(countTask{&n, &wg}), "closed")
 }
+
+// Writev is on the fan-out's path once per recipient: it must allocate
+// nothing, for a few buffers (the usual flush) or many (a backlog).
+func TestWritevAllocatesNothing(t *testing.T) {
+	fd, client := pair(t)
+	go func() { // drain, so the socket buffer never fills
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := client.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	frame := []byte("0123456789")
+	few := [][]byte{frame, frame, frame}
+	many := make([][]byte, 40)
+	for i := range many {
+		many[i] = frame
+	}
+	for _, bufs := range [][][]byte{few, many} {
+		allocs := testing.AllocsPerRun(200, func() {
+			n, err := Writev(fd, bufs)
+			if err != nil && err != ErrWouldBlock || err == nil && n != len(frame)*len(bufs) {
+				t.Fatalf("writev of %d buffers: %d, %v", len(bufs), n, err)
+			}
+		})
+		assert.Zero(t, allocs, "writev of %d buffers allocates", len(bufs))
+	}
+	n, err := Writev(fd, nil)
+	assert.NoError(t, err, "nothing to write")
+	assert.Zero(t, n)
+}
