@@ -1,12 +1,12 @@
 package realtime
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -123,6 +123,9 @@ func (r *recorder) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// crlf2 ends an HTTP request's head.
+var crlf2 = []byte("\r\n\r\n")
+
 // tooLarge answers a handshake past MaxHandshakeBytes, as net/http does.
 const tooLarge = "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
@@ -196,7 +199,7 @@ func (h *Handler) serveRaw(nc net.Conn) {
 	}
 	nc.SetDeadline(time.Time{})
 	var early []byte
-	if i := strings.Index(string(rec.buf), "\r\n\r\n"); i >= 0 && i+4 < len(rec.buf) {
+	if i := bytes.Index(rec.buf, crlf2); i >= 0 && i+4 < len(rec.buf) {
 		early = rec.buf[i+4:]
 	}
 	h.attach(nc, id, early, rec.out) // the 101 leaves with the greeting

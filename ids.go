@@ -21,13 +21,18 @@ var (
 
 // newMessageID returns a message ID unique across pods and restarts.
 func newMessageID(pod string) string {
+	var buf [64]byte // on the stack: the string is the ID's one allocation
+	return string(appendMessageID(buf[:0], pod))
+}
+
+// appendMessageID appends a new message ID (newMessageID's) to b.
+func appendMessageID(b []byte, pod string) []byte {
 	n := messageSeq.Add(1)
-	b := make([]byte, 0, len(pod)+len(incarnation)+2+13)
 	b = append(b, pod...)
 	b = append(b, '-')
 	b = append(b, incarnation...)
 	b = append(b, '-')
-	return string(strconv.AppendUint(b, n, 36))
+	return strconv.AppendUint(b, n, 36)
 }
 
 // randomPodID returns a pod ID for a pod that was given none.

@@ -181,10 +181,7 @@ func (h *Handler) handleCommand(c *conn, payload []byte) {
 func (h *Handler) count(k commandKind) { h.stats.labels.commands[k].Add(1) }
 
 func (h *Handler) sendConnected(c *conn) {
-	msg, err := SystemMessage(MessageTypeSystem, ConnectedData{Event: "connected", ConnectionID: c.id, UserID: c.UserID(), ExpiresAt: unixOrZero(c.identity().ExpiresAt)})
-	if err == nil {
-		c.Send(msg)
-	}
+	c.enqueue(connectedFrame(h.cfg.PodID, c.id, c.UserID(), unixOrZero(c.identity().ExpiresAt), time.Now().UTC()))
 }
 
 func (h *Handler) sendError(c *conn, code, text string) { h.sendErrorIn(c, "", code, text) }

@@ -182,8 +182,7 @@ func (h *Handler) admitMember(c *conn, room string, since *Position, v historyVi
 			h.stats.notRecovered.Add(1)
 		}
 	}
-	data, _ := json.Marshal(ack)
-	c.Send(&Message{ID: newMessageID(h.cfg.PodID), Type: MessageTypeJoin, Room: room, From: "system", Data: data, Timestamp: time.Now().UTC()})
+	c.enqueue(joinAckFrame(h.cfg.PodID, &ack, time.Now().UTC()))
 	for _, f := range v.Replay {
 		c.SendFrame(f)
 	}

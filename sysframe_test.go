@@ -1,0 +1,69 @@
+package realtime
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// sameAsNewFrame checks that wire, a frame sysFrame made, holds the bytes
+// NewFrame gives for the Message it encodes, with data's JSON as its Data.
+func sameAsNewFrame(t *testing.T, wire []byte, typ, room string, data any) {
+	t.Helper()
+	f := &Frame{wire: wire, hdr: len(wire) - len(payloadOf(wire))}
+	var got Message
+	require.NoError(t, json.Unmarshal(f.Payload(), &got), "%s", f.Payload())
+	raw, err := json.Marshal(data)
+	require.NoError(t, err)
+	want, err := NewFrame(&Message{ID: got.ID, Type: typ, Room: room, From: "system", Data: raw, Timestamp: got.Timestamp})
+	require.NoError(t, err)
+	assert.Equal(t, string(want.wire), string(wire))
+}
+
+// payloadOf is an unmasked frame's payload.
+func payloadOf(wire []byte) []byte {
+	switch n := wire[1] & 0x7f; n {
+	case 126:
+		return wire[4:]
+	case 127:
+		return wire[10:]
+	default:
+		return wire[2:]
+	}
+}
+
+func TestSystemFramesAreWhatNewFrameGives(t *testing.T) {
+	now := time.Date(2026, 11, 27, 21, 30, 0, 120_000_000, time.UTC)
+	odd := []string{"", "alice", `quote"and\back`, "<html>&amp;", "tab\tnew\nline", "é ü 日本", "\u2028sep", "bad\xffutf8", "\x00nul"}
+	for _, pod := range []string{"p1", "pod<&>", `pod"q`} {
+		for _, user := range odd {
+			for _, exp := range []int64{0, 1_790_000_000} {
+				wire := connectedFrame(pod, "p1-abc-1", user, exp, now)
+				sameAsNewFrame(t, wire, MessageTypeSystem, "", ConnectedData{Event: "connected", ConnectionID: "p1-abc-1", UserID: user, ExpiresAt: exp})
+			}
+			yes, no := true, false
+			for _, rec := range []*bool{nil, &yes, &no} {
+				for _, room := range []string{"lobby", "a.b:c-d_e", "room<1>"} {
+					ack := JoinAckData{Room: room, UserID: user, Offset: 42, Epoch: "ep" + user, Recovered: rec}
+					sameAsNewFrame(t, joinAckFrame(pod, &ack, now), MessageTypeJoin, room, ack)
+				}
+			}
+		}
+	}
+	// A payload past 125 bytes has a longer header.
+	long := string(make([]byte, 300))
+	sameAsNewFrame(t, connectedFrame("p1", "c", long, 0, now.Add(time.Nanosecond)), MessageTypeSystem, "", ConnectedData{Event: "connected", ConnectionID: "c", UserID: long})
+	sameAsNewFrame(t, connectedFrame("p1", "c", "u", 0, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), MessageTypeSystem, "", ConnectedData{Event: "connected", ConnectionID: "c", UserID: "u"})
+}
+
+// The greeting and the acknowledgement cost one allocation each: their
+// frame.
+func TestSystemFramesAllocateOnlyTheFrame(t *testing.T) {
+	now := time.Now().UTC()
+	ack := JoinAckData{Room: "lobby", UserID: "alice", Offset: 7, Epoch: "e1"}
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { connectedFrame("p1", "p1-abc-1", "alice", 0, now) }))
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { joinAckFrame("p1", &ack, now) }))
+}
