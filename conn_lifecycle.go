@@ -166,7 +166,7 @@ func (h *Handler) detach(c *conn, cause error) {
 	h.eng.hb.remove(c)
 	for _, room := range rooms {
 		if h.announce(room, MessageTypeLeave) {
-			h.deliverEvent(c, h.eventMessage(c, MessageTypeLeave, room))
+			h.deliverEvent(c, MessageTypeLeave, room)
 		}
 		h.recordMember(room, c, -1)
 	}

@@ -63,20 +63,21 @@ func (h *Handler) batching() bool { return h.eng.batches != nil }
 // other pods now, and to this pod's members but c with the room's other
 // events of the window. Where it cannot wait it is delivered at once, to
 // every member (deliver).
-func (h *Handler) deliverEvent(c *conn, msg *Message) {
+func (h *Handler) deliverEvent(c *conn, typ, room string) {
 	if !h.batching() {
-		h.deliver(c, msg)
+		h.deliver(c, h.eventMessage(c, typ, room))
 		return
 	}
-	f, err := NewFrame(msg)
-	if err != nil {
-		h.logger.Error("realtime: event", "type", msg.Type, "err", err)
-		return
+	h.batchEvent(c, typ, eventFrame(h.cfg.PodID, typ, room, c.UserID(), time.Now().UTC()))
+}
+
+// batchEvent sends f, c's event of type typ, to the other pods at once and
+// to the room's members here with its window.
+func (h *Handler) batchEvent(c *conn, typ string, f *Frame) {
+	if h.cfg.Broadcaster != nil && !h.eng.pipe.submit(f.room, pubJob{f: f, from: c}, nil) {
+		h.publishFailed(c, f.Message(), errPipelineFull)
 	}
-	if h.cfg.Broadcaster != nil && !h.eng.pipe.submit(msg.Room, pubJob{f: f, from: c}, nil) {
-		h.publishFailed(c, msg, errPipelineFull)
-	}
-	h.eng.batches.add(msg.Room, pendingEvent{from: c, f: f, join: msg.Type == MessageTypeJoin})
+	h.eng.batches.add(f.room, pendingEvent{from: c, f: f, join: typ == MessageTypeJoin})
 }
 
 // add queues ev for its room's window. A window starts with the first event

@@ -141,15 +141,21 @@ func (h *Handler) joinPlain(c *conn, room string) {
 	if err != nil {
 		return
 	}
-	msg := h.eventMessage(c, MessageTypeJoin, room)
-	if joined && h.announce(room, MessageTypeJoin) {
-		if !h.batching() {
+	announce := joined && h.announce(room, MessageTypeJoin)
+	if !h.batching() {
+		msg := h.eventMessage(c, MessageTypeJoin, room)
+		if announce {
 			h.deliver(c, msg) // c is a member: this is its acknowledgement too
 			return
 		}
-		h.deliverEvent(c, msg) // to the others, with the window's events
+		c.Send(msg)
+		return
 	}
-	c.Send(msg)
+	f := eventFrame(h.cfg.PodID, MessageTypeJoin, room, c.UserID(), time.Now().UTC())
+	if announce {
+		h.batchEvent(c, MessageTypeJoin, f) // to the others, with the window's events
+	}
+	c.SendFrame(f)
 }
 
 // admitMember joins c to a room that keeps history. It runs under the room's
@@ -165,7 +171,7 @@ func (h *Handler) admitMember(c *conn, room string, since *Position, v historyVi
 			return
 		}
 		if h.announceAt(room, MessageTypeJoin, 1) {
-			h.deliverEvent(c, h.eventMessage(c, MessageTypeJoin, room))
+			h.deliverEvent(c, MessageTypeJoin, room)
 		}
 	}
 	unlock := h.eng.batches.lockRoom(room) // no batched event before the acknowledgement
@@ -204,10 +210,18 @@ func (h *Handler) leave(c *conn, room string) {
 	}
 	h.recordMember(room, c, -1)
 	// The leaver is no longer a member: it gets its acknowledgement itself.
-	msg := h.eventMessage(c, MessageTypeLeave, room)
-	c.Send(msg)
+	if !h.batching() {
+		msg := h.eventMessage(c, MessageTypeLeave, room)
+		c.Send(msg)
+		if h.announce(room, MessageTypeLeave) {
+			h.deliver(c, msg)
+		}
+		return
+	}
+	f := eventFrame(h.cfg.PodID, MessageTypeLeave, room, c.UserID(), time.Now().UTC())
+	c.SendFrame(f)
 	if h.announce(room, MessageTypeLeave) {
-		h.deliverEvent(c, msg)
+		h.batchEvent(c, MessageTypeLeave, f)
 	}
 }
 

@@ -8,10 +8,11 @@ import (
 	"github.com/realtimehub/realtime/internal/wsframe"
 )
 
-// The two messages every connection gets on its way in, its greeting and
-// its join acknowledgement, are written straight into their frames: the
+// The messages every connection causes on its way in, its greeting, its
+// join acknowledgement and its join event, are written straight into their
+// frames: the
 // bytes NewFrame gives for their Message, without the Message, encoding/json's
-// reflection or the data's own buffer. A reconnect storm makes two per
+// reflection or the data's own buffer. A reconnect storm makes three per
 // connection, and the garbage each handshake leaves sets how often the storm
 // collects (a third of the server's CPU per connect at GOGC 25 before this).
 
@@ -39,14 +40,20 @@ func sysHead(b []byte, pod, typ, room string) []byte {
 // sysFrame ends p, begun by sysHead and its data appended, with the
 // timestamp now, and returns it as a frame's wire bytes (one allocation).
 func sysFrame(p []byte, now time.Time) []byte {
+	wire, _ := sysFrameHdr(p, now)
+	return wire
+}
+
+// sysFrameHdr is sysFrame, also returning the frame header's length.
+func sysFrameHdr(p []byte, now time.Time) (wire []byte, hdr int) {
 	p = append(p, `,"timestamp":"`...)
 	p = now.AppendFormat(p, time.RFC3339Nano)
 	p = append(p, `"}`...)
-	hdr := wsframe.HeaderLen(len(p))
-	wire := make([]byte, hdr+len(p))
+	hdr = wsframe.HeaderLen(len(p))
+	wire = make([]byte, hdr+len(p))
 	wsframe.PutHeader(wire, wsframe.OpText, len(p))
 	copy(wire[hdr:], p)
-	return wire
+	return wire, hdr
 }
 
 // connectedFrame is the greeting: a system message of ConnectedData.
@@ -81,6 +88,21 @@ func joinAckFrame(pod string, ack *JoinAckData, now time.Time) []byte {
 		p = strconv.AppendBool(p, *ack.Recovered)
 	}
 	return sysFrame(append(p, '}'), now)
+}
+
+// eventFrame is the join or leave event (typ) of userID in room, a system
+// message of JoinLeaveData, as a frame whose Message is decoded only if
+// something asks for it (a Connection that is not a FrameSender, a
+// Broadcaster that is not a Relayer): a join storm makes one per join.
+func eventFrame(pod, typ, room, userID string, now time.Time) *Frame {
+	var buf [512]byte
+	p := sysHead(buf[:0], pod, typ, room)
+	p = append(p, `{"room":`...)
+	p = appendJSONString(p, room)
+	p = append(p, `,"user_id":`...)
+	p = appendJSONString(p, userID)
+	wire, hdr := sysFrameHdr(append(p, '}'), now)
+	return &Frame{wire: wire, hdr: hdr, room: room}
 }
 
 // appendJSONString appends s quoted as encoding/json quotes it: printable

@@ -44,6 +44,15 @@ func TestSystemFramesAreWhatNewFrameGives(t *testing.T) {
 				wire := connectedFrame(pod, "p1-abc-1", user, exp, now)
 				sameAsNewFrame(t, wire, MessageTypeSystem, "", ConnectedData{Event: "connected", ConnectionID: "p1-abc-1", UserID: user, ExpiresAt: exp})
 			}
+			for _, typ := range []string{MessageTypeJoin, MessageTypeLeave} {
+				f := eventFrame(pod, typ, "room-1", user, now)
+				sameAsNewFrame(t, f.wire, typ, "room-1", JoinLeaveData{Room: "room-1", UserID: user})
+				assert.Equal(t, "room-1", f.room)
+				m := f.Message() // decoded from the frame: nothing kept a Message
+				assert.Equal(t, typ, m.Type)
+				assert.Equal(t, "room-1", m.Room)
+				assert.Equal(t, "system", m.From)
+			}
 			yes, no := true, false
 			for _, rec := range []*bool{nil, &yes, &no} {
 				for _, room := range []string{"lobby", "a.b:c-d_e", "room<1>"} {
@@ -59,11 +68,12 @@ func TestSystemFramesAreWhatNewFrameGives(t *testing.T) {
 	sameAsNewFrame(t, connectedFrame("p1", "c", "u", 0, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), MessageTypeSystem, "", ConnectedData{Event: "connected", ConnectionID: "c", UserID: "u"})
 }
 
-// The greeting and the acknowledgement cost one allocation each: their
-// frame.
+// The greeting and the acknowledgement cost one allocation each, their
+// frame; an event two, its frame and its Frame.
 func TestSystemFramesAllocateOnlyTheFrame(t *testing.T) {
 	now := time.Now().UTC()
 	ack := JoinAckData{Room: "lobby", UserID: "alice", Offset: 7, Epoch: "e1"}
 	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { connectedFrame("p1", "p1-abc-1", "alice", 0, now) }))
 	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { joinAckFrame("p1", &ack, now) }))
+	assert.Equal(t, 2.0, testing.AllocsPerRun(100, func() { eventFrame("p1", MessageTypeJoin, "lobby", "alice", now) }))
 }
