@@ -127,7 +127,10 @@ func (c *conn) startPolling() {
 	// task: through the pool it would wait behind every other connection's
 	// work, and the client cannot go on before it has its 101.
 	if c.pend.And(^workFlush)&workFlush != 0 {
-		blocked, err := c.flush(make([][]byte, 0, 4))
+		iov := getQueue() // the flush's scratch, pooled as send queues are
+		blocked, err := c.flush(iov)
+		clear(iov[:cap(iov)])
+		putQueue(iov[:0])
 		if err != nil {
 			c.teardown(err)
 			return

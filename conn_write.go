@@ -2,9 +2,11 @@ package realtime
 
 import (
 	"errors"
+	"math/bits"
 	"net"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/realtimehub/realtime/internal/wsframe"
 	"github.com/realtimehub/realtime/netpoll"
@@ -139,6 +141,8 @@ func (c *conn) replacePongLocked(pong []byte) bool {
 func (c *conn) pushLocked(b []byte) (kick bool) {
 	if c.queue == nil {
 		c.queue = getQueue()
+	} else if len(c.queue) == cap(c.queue) {
+		c.queue = growQueue(c.queue)
 	}
 	c.queue = append(c.queue, b)
 	c.qbytes += int32(len(b) + queueEntryOverhead)
@@ -271,16 +275,47 @@ func (c *conn) shutdownWrite() {
 	}
 }
 
-// queuePool recycles send queues, so that a connection holds none while
-// idle and a busy one allocates none per flush.
-var queuePool = sync.Pool{New: func() any { q := make([][]byte, 0, 4); return &q }}
+// Send queues are pooled by size class (8 to 1,024 frames, powers of two),
+// each pool holding a queue's first element's address: a pointer goes into
+// an interface without an allocation, where a slice header (or a pointer to
+// one, taken per Put) would cost one per flush, i.e. per recipient of a
+// fan-out. A connection holds no queue while idle and a busy one allocates
+// none per flush.
+const (
+	minQueueClass = 3  // 8 frames
+	maxQueueClass = 10 // 1,024 frames
+)
 
-func getQueue() [][]byte { return (*queuePool.Get().(*[][]byte))[:0] }
+var queuePools [maxQueueClass - minQueueClass + 1]sync.Pool
 
+func getQueue() [][]byte { return getQueueOf(minQueueClass) }
+
+// getQueueOf returns an empty queue of 1<<class frames.
+func getQueueOf(class int) [][]byte {
+	if p, ok := queuePools[class-minQueueClass].Get().(*[]byte); ok {
+		return unsafe.Slice(p, 1<<class)[:0]
+	}
+	return make([][]byte, 0, 1<<class)
+}
+
+// growQueue returns a full queue's frames in one of twice its size, and
+// recycles q. Past the largest class append grows it.
+func growQueue(q [][]byte) [][]byte {
+	class := bits.Len(uint(cap(q))) // the power of two above cap
+	if class < minQueueClass || class > maxQueueClass {
+		return q
+	}
+	bigger := append(getQueueOf(class), q...)
+	clear(q)
+	putQueue(q[:0])
+	return bigger
+}
+
+// putQueue recycles q, which must be empty (its frames cleared).
 func putQueue(q [][]byte) {
-	if q == nil || cap(q) > 1024 {
+	class := bits.Len(uint(cap(q))) - 1 // the largest power of two within cap
+	if class < minQueueClass || class > maxQueueClass {
 		return
 	}
-	q = q[:0]
-	queuePool.Put(&q)
+	queuePools[class-minQueueClass].Put(unsafe.SliceData(q[:1]))
 }
