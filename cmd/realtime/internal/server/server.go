@@ -271,7 +271,12 @@ func listen(opts Options) (ln, rawLn net.Listener, err error) {
 		return nil, nil, fmt.Errorf("listen %s: %w", opts.Addr, err)
 	}
 	if opts.RawAddr != "" {
-		if rawLn, err = lc.Listen(context.Background(), "tcp", opts.RawAddr); err != nil {
+		// No TCP keep-alive on the raw door: its sockets are WebSockets,
+		// whose heartbeat finds a dead peer, and each accept would spend
+		// four setsockopt calls arming it.
+		rawLC := lc
+		rawLC.KeepAlive = -1
+		if rawLn, err = rawLC.Listen(context.Background(), "tcp", opts.RawAddr); err != nil {
 			ln.Close()
 			return nil, nil, fmt.Errorf("listen %s: %w", opts.RawAddr, err)
 		}
