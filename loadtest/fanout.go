@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"time"
 )
@@ -177,6 +178,20 @@ func (t *targetRun) collect(plan fanoutPlan, elapsed, cpu time.Duration) {
 	r.P50ms = ms(quantile(r.Latency, 0.50))
 	r.P99ms = ms(quantile(r.Latency, 0.99))
 	r.MaxMs = ms(time.Duration(f.maxLat.Load()))
+}
+
+// profileSelf starts a CPU profile of the load generator itself, saved to
+// path by the function it returns (LOADTEST_PPROF=name, during the ramp).
+func profileSelf(path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		return func() {}
+	}
+	if pprof.StartCPUProfile(f) != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // profile saves a CPU profile of the server for d (LOADTEST_PPROF=name).

@@ -135,6 +135,7 @@ func (t *targetRun) ramp(ctx context.Context) error {
 	fmt.Fprintf(os.Stderr, "%s: ramping %d connections\n", target, n)
 	if path := os.Getenv("LOADTEST_PPROF"); path != "" && t.impl == "realtime" {
 		go profile(p.httpURL, filepath.Join(t.cfg.outDir, target+"-ramp-"+path), 3*time.Second)
+		defer profileSelf(filepath.Join(t.cfg.outDir, target+"-ramp-generator-"+path))()
 	}
 	cpu0, cpuErr := p.cpu()
 	self0 := selfCPU()
