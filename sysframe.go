@@ -16,9 +16,24 @@ import (
 // connection, and the garbage each handshake leaves sets how often the storm
 // collects (a third of the server's CPU per connect at GOGC 25 before this).
 
-// sysHead appends the start of a system message of type typ in room (none
-// if empty), from "system", with a new ID of pod, up to its data.
-func sysHead(b []byte, pod, typ, room string) []byte {
+// sysReserve is the room sysHead leaves for the frame header: enough for a
+// payload under 64 KiB (a longer one is copied once). sysFixed is the most a
+// system message's own JSON adds to its strings: its keys, quotes, a
+// 13-digit ID counter and a 30-byte timestamp. The sizes the frames are made
+// with count the rest the same way, so that a frame is one allocation of
+// the size it needs unless a string needs escaping.
+const (
+	sysReserve = 4
+	sysFixed   = 117
+)
+
+// sysHead starts the wire bytes of a frame for a system message of type typ
+// in room (none if empty), from "system", with a new ID of pod, up to its
+// data, in a buffer sized for about extra more bytes: the frame is built in
+// its own allocation, with no scratch buffer to copy from (one on the stack
+// would add half a kilobyte to the frames of the handshake goroutine).
+func sysHead(pod, typ, room string, extra int) []byte {
+	b := make([]byte, sysReserve, sysReserve+sysFixed+len(pod)+len(incarnation)+len(typ)+len(room)+extra)
 	b = append(b, `{"id":"`...)
 	start := len(b)
 	b = appendMessageID(b, pod)
@@ -37,29 +52,37 @@ func sysHead(b []byte, pod, typ, room string) []byte {
 	return append(b, `,"from":"system","data":`...)
 }
 
-// sysFrame ends p, begun by sysHead and its data appended, with the
-// timestamp now, and returns it as a frame's wire bytes (one allocation).
-func sysFrame(p []byte, now time.Time) []byte {
-	wire, _ := sysFrameHdr(p, now)
+// sysFrame ends b, begun by sysHead and its data appended, with the
+// timestamp now and the frame header, and returns the frame's wire bytes.
+func sysFrame(b []byte, now time.Time) []byte {
+	wire, _ := sysFrameHdr(b, now)
 	return wire
 }
 
 // sysFrameHdr is sysFrame, also returning the frame header's length.
-func sysFrameHdr(p []byte, now time.Time) (wire []byte, hdr int) {
-	p = append(p, `,"timestamp":"`...)
-	p = now.AppendFormat(p, time.RFC3339Nano)
-	p = append(p, `"}`...)
-	hdr = wsframe.HeaderLen(len(p))
-	wire = make([]byte, hdr+len(p))
-	wsframe.PutHeader(wire, wsframe.OpText, len(p))
-	copy(wire[hdr:], p)
+func sysFrameHdr(b []byte, now time.Time) (wire []byte, hdr int) {
+	b = append(b, `,"timestamp":"`...)
+	b = now.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `"}`...)
+	n := len(b) - sysReserve
+	hdr = wsframe.HeaderLen(n)
+	if hdr > sysReserve {
+		wire = make([]byte, hdr+n)
+		copy(wire[hdr:], b[sysReserve:])
+	} else {
+		wire = b[sysReserve-hdr:]
+	}
+	wsframe.PutHeader(wire, wsframe.OpText, n)
 	return wire, hdr
 }
 
 // connectedFrame is the greeting: a system message of ConnectedData.
 func connectedFrame(pod, connID, userID string, expiresAt int64, now time.Time) []byte {
-	var buf [512]byte
-	p := sysHead(buf[:0], pod, MessageTypeSystem, "")
+	extra := 53 + len(connID) + len(userID)
+	if expiresAt != 0 {
+		extra += 34
+	}
+	p := sysHead(pod, MessageTypeSystem, "", extra)
 	p = append(p, `{"event":"connected","connection_id":`...)
 	p = appendJSONString(p, connID)
 	p = append(p, `,"user_id":`...)
@@ -73,8 +96,11 @@ func connectedFrame(pod, connID, userID string, expiresAt int64, now time.Time) 
 
 // joinAckFrame is a join's acknowledgement: a join message of JoinAckData.
 func joinAckFrame(pod string, ack *JoinAckData, now time.Time) []byte {
-	var buf [512]byte
-	p := sysHead(buf[:0], pod, MessageTypeJoin, ack.Room)
+	extra := 65 + len(ack.Room) + len(ack.UserID) + len(ack.Epoch)
+	if ack.Recovered != nil {
+		extra += 18
+	}
+	p := sysHead(pod, MessageTypeJoin, ack.Room, extra)
 	p = append(p, `{"room":`...)
 	p = appendJSONString(p, ack.Room)
 	p = append(p, `,"user_id":`...)
@@ -95,8 +121,7 @@ func joinAckFrame(pod string, ack *JoinAckData, now time.Time) []byte {
 // something asks for it (a Connection that is not a FrameSender, a
 // Broadcaster that is not a Relayer): a join storm makes one per join.
 func eventFrame(pod, typ, room, userID string, now time.Time) *Frame {
-	var buf [512]byte
-	p := sysHead(buf[:0], pod, typ, room)
+	p := sysHead(pod, typ, room, 24+len(room)+len(userID))
 	p = append(p, `{"room":`...)
 	p = appendJSONString(p, room)
 	p = append(p, `,"user_id":`...)

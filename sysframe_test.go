@@ -76,4 +76,15 @@ func TestSystemFramesAllocateOnlyTheFrame(t *testing.T) {
 	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { connectedFrame("p1", "p1-abc-1", "alice", 0, now) }))
 	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { joinAckFrame("p1", &ack, now) }))
 	assert.Equal(t, 2.0, testing.AllocsPerRun(100, func() { eventFrame("p1", MessageTypeJoin, "lobby", "alice", now) }))
+	// The sizes they are made with hold the longest plain message: a
+	// 13-digit counter, a timestamp with nanoseconds, every optional field.
+	seq := messageSeq.Load()
+	messageSeq.Store(1<<63 - 1000)
+	defer messageSeq.Store(seq)
+	late := time.Date(2026, 11, 27, 21, 30, 0, 123456789, time.UTC)
+	yes := true
+	full := JoinAckData{Room: "lobby", UserID: "alice", Offset: 1<<64 - 1, Epoch: "e1", Recovered: &yes}
+	assert.Equal(t, 1.0, testing.AllocsPerRun(10, func() { connectedFrame("p1", "p1-abc-1", "alice", -1<<63, late) }))
+	assert.Equal(t, 1.0, testing.AllocsPerRun(10, func() { joinAckFrame("p1", &full, late) }))
+	assert.Equal(t, 2.0, testing.AllocsPerRun(10, func() { eventFrame("p1", MessageTypeJoin, "lobby", "alice", late) }))
 }
