@@ -79,6 +79,7 @@ type fleet struct {
 	ackMark  []byte        // what a join acknowledgement contains
 	acks     atomic.Int64  // connections whose join was acknowledged
 	acked    []atomic.Bool // per connection: its first join message (its own acknowledgement) arrived
+	lastAck  atomic.Int64  // when the latest acknowledgement arrived (Unix ns)
 	ended    atomic.Int64  // connections whose reader stopped before close()
 	closing  atomic.Bool
 	lastErr  atomic.Value // the last reader error, for the report
@@ -116,7 +117,8 @@ func (f *fleet) read(i int, c *websocket.Conn) {
 			// A connection's first join message is its acknowledgement;
 			// later ones are other members' join events.
 			if f.acked[i].CompareAndSwap(false, true) {
-				f.acks.Add(1)
+				f.noteAck(time.Now().UnixNano())
+				f.acks.Add(1) // after lastAck: who sees every ack sees the last one's time
 			}
 		case bytes.Contains(b, tKey):
 			now := time.Now().UnixNano()
@@ -139,6 +141,16 @@ func (f *fleet) read(i int, c *websocket.Conn) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// noteAck records an acknowledgement that arrived at now (Unix ns).
+func (f *fleet) noteAck(now int64) {
+	for {
+		last := f.lastAck.Load()
+		if now <= last || f.lastAck.CompareAndSwap(last, now) {
+			return
 		}
 	}
 }

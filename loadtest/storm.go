@@ -104,9 +104,13 @@ func (t *targetRun) sampleStorm(ctx context.Context, res *stormResult, start tim
 			}
 		}
 		res.Ramp = append(res.Ramp, stormPoint{ms(time.Since(start)), joined})
-		if joined >= n-atomic.LoadInt64(&res.Failed) || time.Since(start) > time.Minute || ctx.Err() != nil {
-			res.BackMs = ms(time.Since(start))
-			res.ConnectRate = float64(joined) / time.Since(start).Seconds()
+		if all := joined >= n-atomic.LoadInt64(&res.Failed); all || time.Since(start) > time.Minute || ctx.Err() != nil {
+			end := time.Now()
+			if all && back == &t.f.acks && joined > 0 { // when the last acknowledgement arrived, not this tick
+				end = time.Unix(0, t.f.lastAck.Load())
+			}
+			res.BackMs = ms(end.Sub(start))
+			res.ConnectRate = float64(joined) / end.Sub(start).Seconds()
 			return
 		}
 		<-tick.C

@@ -161,10 +161,15 @@ func (t *targetRun) ramp(ctx context.Context) error {
 	fmt.Fprintln(os.Stderr)
 	if err == nil && t.acksJoins() {
 		// A connection counts once its join is acknowledged: the rate is
-		// over the time until the last acknowledgement.
+		// over the time until the last acknowledgement, as its reader saw
+		// it (not when this poll noticed).
 		waitUntil(ctx, 60*time.Second, func() bool { return t.f.acks.Load() >= int64(n) })
 		acked := t.f.acks.Load()
-		rate = float64(acked) / time.Since(start).Seconds()
+		end := time.Now()
+		if acked >= int64(n) {
+			end = time.Unix(0, t.f.lastAck.Load())
+		}
+		rate = float64(acked) / end.Sub(start).Seconds()
 		if acked < int64(n) {
 			fmt.Fprintf(os.Stderr, "%s: only %d of %d joins acknowledged within a minute\n", target, acked, n)
 		}
