@@ -48,17 +48,26 @@ type MemberInfo struct {
 // roomEvents coalesces the join and leave events of big rooms: a room with
 // more than JoinEventsMaxMembers members on this pod gets, instead of an
 // event per member (which makes a reconnect storm cost joins × members), one
-// members_diff per JoinEventsWindow. All methods may be called concurrently.
+// members_diff per JoinEventsWindow, or per several windows for a room of
+// more than MembersDiffMaxFrames members. All methods may be called
+// concurrently.
 type roomEvents struct {
 	h     *Handler
 	mu    sync.Mutex
-	diffs map[string]*MembersDiffData
+	diffs map[string]*pendingDiff
 	stop  chan struct{}
 	wg    sync.WaitGroup
 }
 
+// pendingDiff is a room's members_diff being counted, and how many windows
+// it has waited.
+type pendingDiff struct {
+	MembersDiffData
+	windows int
+}
+
 func newRoomEvents(h *Handler) *roomEvents {
-	e := &roomEvents{h: h, diffs: map[string]*MembersDiffData{}, stop: make(chan struct{})}
+	e := &roomEvents{h: h, diffs: map[string]*pendingDiff{}, stop: make(chan struct{})}
 	e.wg.Go(e.run)
 	return e
 }
@@ -68,7 +77,7 @@ func (e *roomEvents) add(room, typ string) {
 	e.mu.Lock()
 	d := e.diffs[room]
 	if d == nil {
-		d = &MembersDiffData{}
+		d = &pendingDiff{}
 		e.diffs[room] = d
 	}
 	if typ == MessageTypeJoin {
@@ -87,33 +96,65 @@ func (e *roomEvents) run() {
 		case <-e.stop:
 			return
 		case <-t.C:
-			e.flush()
+			e.flush(false)
 		}
 	}
 }
 
-// flush sends each room with changes its members_diff.
-func (e *roomEvents) flush() {
+// windowsPerDiff is how many windows a room of n members on this pod waits
+// between its members_diffs: enough that each window costs at most about
+// MembersDiffMaxFrames frames.
+func (h *Handler) windowsPerDiff(n int) int {
+	m := h.cfg.MembersDiffMaxFrames
+	if m <= 0 || n <= m {
+		return 1
+	}
+	return (n + m - 1) / m
+}
+
+// flush ends a window: each room with changes that has waited its windows
+// (every one if all) gets its members_diff; the others wait another.
+func (e *roomEvents) flush(all bool) {
 	e.mu.Lock()
 	diffs := e.diffs
 	if len(diffs) == 0 {
 		e.mu.Unlock()
 		return // diffs is still e.diffs: not to be read outside the lock
 	}
-	e.diffs = map[string]*MembersDiffData{}
+	e.diffs = map[string]*pendingDiff{}
 	e.mu.Unlock()
+	var waiting map[string]*pendingDiff
 	for room, d := range diffs {
-		data, _ := json.Marshal(d)
+		if d.windows++; !all && d.windows < e.h.windowsPerDiff(e.h.hub.RoomCount(room)) {
+			if waiting == nil {
+				waiting = map[string]*pendingDiff{}
+			}
+			waiting[room] = d
+			continue
+		}
+		data, _ := json.Marshal(d.MembersDiffData)
 		e.h.deliver(nil, &Message{ID: newMessageID(e.h.cfg.PodID), Type: MessageTypeMembersDiff, Room: room,
 			From: "system", Data: data, Timestamp: time.Now().UTC()})
 	}
+	if len(waiting) == 0 {
+		return
+	}
+	e.mu.Lock()
+	for room, d := range waiting { // with what was counted meanwhile
+		if since := e.diffs[room]; since != nil {
+			d.Joined += since.Joined
+			d.Left += since.Left
+		}
+		e.diffs[room] = d
+	}
+	e.mu.Unlock()
 }
 
 // close stops the ticker and sends what is pending.
 func (e *roomEvents) close() {
 	close(e.stop)
 	e.wg.Wait()
-	e.flush()
+	e.flush(true)
 }
 
 // announce decides how room hears that a member joined or left: true for a

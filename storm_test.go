@@ -111,6 +111,50 @@ func TestBigRoomGetsMembersDiff(t *testing.T) {
 		})
 }
 
+// A room of more members than MembersDiffMaxFrames gets its members_diff
+// every ceil(members / MembersDiffMaxFrames) windows, with all that joined
+// meanwhile: here one frame per window per room, so a room of 3 waits 3
+// windows and, once a fourth has joined, 4.
+func TestHugeRoomGetsMembersDiffEverySeveralWindows(t *testing.T) {
+	ts := newTestServer(t, rawDoor, HandlerConfig{JoinEventsMaxMembers: 1, MembersDiffMaxFrames: 1,
+		JoinEventsWindow: time.Hour, Authenticate: userAuth}) // windows end when the test says
+	a, b, c := dial(t, ts.url, as("ua")), dial(t, ts.url, as("ub")), dial(t, ts.url, as("uc"))
+	a.join("r")
+	b.join("r") // the room is big from the second member on: counted
+	c.join("r")
+	ts.handler.eng.startOnce.Do(func() {}) // orders this read after the engine's start
+	events := ts.handler.eng.events
+	events.flush(false) // window 1 of 3
+	d := dial(t, ts.url, as("ud"))
+	d.join("r") // 4 members now: 4 windows
+	for range 3 {
+		events.flush(false) // windows 2 to 4
+	}
+	m := a.read() // the first members_diff a gets: none was sent before the fourth window
+	require.Equal(t, MessageTypeMembersDiff, m.Type, "%+v", m)
+	assert.JSONEq(t, `{"joined":3,"left":0}`, string(m.Data))
+	events.mu.Lock()
+	assert.Empty(t, events.diffs, "nothing left to send")
+	events.mu.Unlock()
+
+	c.send(map[string]string{"type": "leave", "room": "r"})
+	c.readType(MessageTypeLeave) // its acknowledgement: it has left
+	events.flush(true)           // as when shutting down: what waits goes, whatever its windows
+	m = a.read()
+	require.Equal(t, MessageTypeMembersDiff, m.Type, "%+v", m)
+	assert.JSONEq(t, `{"joined":0,"left":1}`, string(m.Data))
+}
+
+// The number of windows between a room's members_diffs.
+func TestWindowsPerDiff(t *testing.T) {
+	h := &Handler{cfg: HandlerConfig{MembersDiffMaxFrames: 1000}}
+	for n, want := range map[int]int{0: 1, 51: 1, 1000: 1, 1001: 2, 2500: 3, 10_000: 10, 19_000: 19} {
+		assert.Equal(t, want, h.windowsPerDiff(n), "%d members", n)
+	}
+	h.cfg.MembersDiffMaxFrames = -1
+	assert.Equal(t, 1, h.windowsPerDiff(1_000_000), "negative: every window")
+}
+
 // A member asks who is in a room; a non-member is refused.
 func TestMembersQuery(t *testing.T) {
 	forEachDoor(t, HandlerConfig{Authenticate: userAuth}, func(t *testing.T, ts *testServer) {
