@@ -66,11 +66,14 @@ func (c *conn) queuePreface(preface []byte) {
 	c.pend.Or(workFlush)
 }
 
-// newConn returns a connection with a fresh ID: "<pod>.<n>", so that the ID
-// names the pod that owns it.
+// newConn returns a connection with a fresh ID, "<pod>.<handler>-<n>": the
+// ID names the pod that owns it, and <handler>, drawn at random for each
+// Handler, keeps a pod restarted with a fixed PodID from giving a new
+// connection the ID of an old one (a direct message to the old one would
+// reach it).
 func (h *Handler) newConn(id *Identity) *conn {
 	c := &conn{
-		id:    h.cfg.PodID + "." + strconv.FormatUint(h.connSeq.Add(1), 36),
+		id:    h.connIDs + strconv.FormatUint(h.connSeq.Add(1), 36),
 		h:     h,
 		fd:    -1,
 		hbPos: -1,

@@ -27,7 +27,8 @@ type Handler struct {
 	cfg      HandlerConfig
 	eng      *engine
 
-	connSeq   atomic.Uint64 // connection IDs: "<pod>.<n>"
+	connSeq   atomic.Uint64 // connection IDs: "<pod>.<handler>-<n>"
+	connIDs   string        // their prefix, "<pod>.<handler>-" (newConn)
 	gate      *admission
 	rosterSem chan struct{} // roster queries waiting on the Broadcaster
 	memberMu  memberLocks
@@ -57,7 +58,8 @@ func NewHandler(hub Hub, logger *slog.Logger, cfg HandlerConfig) *Handler {
 	if err != nil {
 		panic(err)
 	}
-	h := &Handler{hub: hub, logger: logger, cfg: cfg, listeners: map[net.Listener]struct{}{}, handshaking: map[net.Conn]struct{}{}}
+	h := &Handler{hub: hub, logger: logger, cfg: cfg, listeners: map[net.Listener]struct{}{}, handshaking: map[net.Conn]struct{}{},
+		connIDs: cfg.PodID + "." + randomHex(5) + "-"}
 	h.eng = newEngine(h)
 	h.gate = newAdmission(&h.cfg)
 	h.rosterSem = make(chan struct{}, rosterQueries)

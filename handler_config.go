@@ -293,7 +293,7 @@ func (c HandlerConfig) withDefaults() (HandlerConfig, error) {
 }
 
 // validPodID: letters, digits, '-' and '_' (a '.' would break the
-// "<pod>.<n>" connection IDs that direct messages are routed by).
+// "<pod>.<handler>-<n>" connection IDs that direct messages are routed by).
 func validPodID(id string) bool {
 	for _, r := range id {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {

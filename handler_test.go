@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -29,4 +30,19 @@ func TestSmokeChat(t *testing.T) {
 			require.Equal(t, 2, ts.hub.RoomCount("lobby"))
 		})
 	}
+}
+
+// A pod restarted with the same PodID (a new Handler) never gives a new
+// connection the ID of one of its previous life: a direct message to the
+// old connection would reach the new one.
+func TestRestartedPodMintsNewConnectionIDs(t *testing.T) {
+	var ids []string
+	for range 2 {
+		ts := newTestServer(t, rawDoor, HandlerConfig{PodID: "p1"})
+		c := dial(t, ts.url, nil)
+		assert.True(t, strings.HasPrefix(c.id, "p1."), "the ID names its pod: %q", c.id)
+		assert.Equal(t, "p1", podOf(c.id))
+		ids = append(ids, c.id)
+	}
+	assert.NotEqual(t, ids[0], ids[1], "both first connections of a pod p1")
 }

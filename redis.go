@@ -413,7 +413,7 @@ func (b *RedisBroadcaster) Listening(room string) bool { return b.bus.Listening(
 // sent itself through Redis came back recently. It is what /readyz reports.
 func (b *RedisBroadcaster) Ready() error { return b.bus.Ready() }
 
-// podOf returns the pod prefix of a connection ID ("<pod>.<n>").
+// podOf returns the pod prefix of a connection ID ("<pod>.<handler>-<n>").
 func podOf(connID string) string {
 	pod, _, ok := strings.Cut(connID, ".")
 	if !ok {
