@@ -86,10 +86,14 @@ func main() {
 // before the command line is parsed, so the command line still wins; a value
 // the flag refuses is an error. Each flag's usage names its variable; the
 // defaults it prints stay the built-in ones (a secret set in the
-// environment is never printed).
+// environment is never printed). A command (commandLineOnly) has none: one
+// left in a pod's environment would run instead of the server.
 func flagsFromEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
+		if commandLineOnly[f.Name] {
+			return
+		}
 		name := envName(f.Name)
 		f.Usage += " (env " + name + ")"
 		if v, ok := lookup(name); ok && v != "" && err == nil {
@@ -100,6 +104,12 @@ func flagsFromEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	})
 	return err
 }
+
+// commandLineOnly are the flags that make the binary do something else than
+// serve: -mint-token prints a token and exits, so REALTIME_MINT_TOKEN left
+// in a deployment's environment would stop every pod from serving (and
+// print a valid token into its logs).
+var commandLineOnly = map[string]bool{"mint-token": true}
 
 // envName is the environment variable of flag name.
 func envName(name string) string {

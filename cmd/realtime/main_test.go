@@ -27,6 +27,14 @@ func TestFlagsFromEnv(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:2", *addr, "the command line wins")
 	fs.VisitAll(func(f *flag.Flag) { assert.True(t, strings.HasSuffix(f.Usage, "(env "+envName(f.Name)+")"), f.Name) })
 
+	// Regression: REALTIME_MINT_TOKEN in a pod's environment made the server
+	// print a token and exit instead of serving.
+	cmd := flag.NewFlagSet("t", flag.ContinueOnError)
+	mint := cmd.String("mint-token", "", "mint")
+	require.NoError(t, flagsFromEnv(cmd, func(k string) (string, bool) { return "alice", k == "REALTIME_MINT_TOKEN" }))
+	assert.Empty(t, *mint, "a command is never taken from the environment")
+	assert.NotContains(t, cmd.Lookup("mint-token").Usage, "env")
+
 	bad := flag.NewFlagSet("t", flag.ContinueOnError)
 	bad.Int("history-size", 0, "size")
 	err := flagsFromEnv(bad, func(k string) (string, bool) { return "abc", k == "REALTIME_HISTORY_SIZE" })
