@@ -77,12 +77,19 @@ func Writev(fd int, bufs [][]byte) (int, error) {
 		return 0, nil
 	}
 	var small [8]unix.Iovec
-	iov := small[:0]
-	if len(bufs) > len(small) {
-		p := iovPool.Get().(*[]unix.Iovec)
-		defer iovPool.Put(p)
-		iov = (*p)[:0]
+	if len(bufs) <= len(small) {
+		return writeIOV(fd, fillIOV(small[:0], bufs))
 	}
+	p := iovPool.Get().(*[]unix.Iovec)
+	iov := fillIOV((*p)[:0], bufs)
+	n, err := writeIOV(fd, iov)
+	clear(iov) // no frame stays reachable from the pool
+	iovPool.Put(p)
+	return n, err
+}
+
+// fillIOV appends an iovec for each of bufs to iov.
+func fillIOV(iov []unix.Iovec, bufs [][]byte) []unix.Iovec {
 	for _, b := range bufs {
 		var v unix.Iovec
 		if len(b) > 0 {
@@ -91,6 +98,11 @@ func Writev(fd int, bufs [][]byte) (int, error) {
 		}
 		iov = append(iov, v)
 	}
+	return iov
+}
+
+// writeIOV is writev(2) of iov, which is not empty.
+func writeIOV(fd int, iov []unix.Iovec) (int, error) {
 	for {
 		n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 		switch errno {
