@@ -181,7 +181,7 @@ func (h *Handler) handleCommand(c *conn, payload []byte) {
 func (h *Handler) count(k commandKind) { h.stats.labels.commands[k].Add(1) }
 
 func (h *Handler) sendConnected(c *conn) {
-	c.enqueue(connectedFrame(h.cfg.PodID, c.id, c.UserID(), unixOrZero(c.identity().ExpiresAt), time.Now().UTC()))
+	c.enqueue(connectedFrame(c.id, c.UserID(), unixOrZero(c.identity().ExpiresAt), time.Now().UTC()))
 }
 
 func (h *Handler) sendError(c *conn, code, text string) { h.sendErrorIn(c, "", code, text) }

@@ -9,12 +9,12 @@ import (
 )
 
 // The messages every connection causes on its way in, its greeting, its
-// join acknowledgement and its join event, are written straight into their
-// frames: the
-// bytes NewFrame gives for their Message, without the Message, encoding/json's
-// reflection or the data's own buffer. A reconnect storm makes three per
-// connection, and the garbage each handshake leaves sets how often the storm
-// collects (a third of the server's CPU per connect at GOGC 25 before this).
+// join acknowledgement and (on a single pod) its join event, are written
+// straight into their frames: the bytes NewFrame gives for their Message,
+// without the Message, encoding/json's reflection or the data's own buffer.
+// A reconnect storm makes three per connection, and the garbage each
+// handshake leaves sets how often the storm collects (a third of the
+// server's CPU per connect at GOGC 25 before this).
 
 // sysReserve is the room sysHead leaves for the frame header: enough for a
 // payload under 64 KiB (a longer one is copied once). sysFixed is the most a
@@ -28,22 +28,26 @@ const (
 )
 
 // sysHead starts the wire bytes of a frame for a system message of type typ
-// in room (none if empty), from "system", with a new ID of pod, up to its
-// data, in a buffer sized for about extra more bytes: the frame is built in
+// in room (none if empty), from "system", with a new ID of pod (none if pod
+// is empty), up to its data, in a buffer sized for about extra more bytes: the frame is built in
 // its own allocation, with no scratch buffer to copy from (one on the stack
 // would add half a kilobyte to the frames of the handshake goroutine).
 func sysHead(pod, typ, room string, extra int) []byte {
 	b := make([]byte, sysReserve, sysReserve+sysFixed+len(pod)+len(incarnation)+len(typ)+len(room)+extra)
-	b = append(b, `{"id":"`...)
-	start := len(b)
-	b = appendMessageID(b, pod)
-	if !plainJSON(b[start:]) { // a pod ID that needs escaping
-		id := string(b[start:])
-		b = appendJSONString(b[:start-1], id)
-	} else {
-		b = append(b, '"')
+	b = append(b, '{')
+	if pod != "" {
+		b = append(b, `"id":"`...)
+		start := len(b)
+		b = appendMessageID(b, pod)
+		if !plainJSON(b[start:]) { // a pod ID that needs escaping
+			id := string(b[start:])
+			b = appendJSONString(b[:start-1], id)
+		} else {
+			b = append(b, '"')
+		}
+		b = append(b, ',')
 	}
-	b = append(b, `,"type":`...)
+	b = append(b, `"type":`...)
 	b = appendJSONString(b, typ)
 	if room != "" {
 		b = append(b, `,"room":`...)
@@ -76,13 +80,14 @@ func sysFrameHdr(b []byte, now time.Time) (wire []byte, hdr int) {
 	return wire, hdr
 }
 
-// connectedFrame is the greeting: a system message of ConnectedData.
-func connectedFrame(pod, connID, userID string, expiresAt int64, now time.Time) []byte {
+// connectedFrame is the greeting: a system message of ConnectedData, with
+// no ID (as SystemMessage makes it).
+func connectedFrame(connID, userID string, expiresAt int64, now time.Time) []byte {
 	extra := 53 + len(connID) + len(userID)
 	if expiresAt != 0 {
 		extra += 34
 	}
-	p := sysHead(pod, MessageTypeSystem, "", extra)
+	p := sysHead("", MessageTypeSystem, "", extra)
 	p = append(p, `{"event":"connected","connection_id":`...)
 	p = appendJSONString(p, connID)
 	p = append(p, `,"user_id":`...)

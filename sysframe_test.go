@@ -10,12 +10,14 @@ import (
 )
 
 // sameAsNewFrame checks that wire, a frame sysFrame made, holds the bytes
-// NewFrame gives for the Message it encodes, with data's JSON as its Data.
-func sameAsNewFrame(t *testing.T, wire []byte, typ, room string, data any) {
+// NewFrame gives for the Message it encodes, with data's JSON as its Data
+// and an ID if withID (the greeting has none: SystemMessage gives none).
+func sameAsNewFrame(t *testing.T, wire []byte, withID bool, typ, room string, data any) {
 	t.Helper()
 	f := &Frame{wire: wire, hdr: len(wire) - len(payloadOf(wire))}
 	var got Message
 	require.NoError(t, json.Unmarshal(f.Payload(), &got), "%s", f.Payload())
+	assert.Equal(t, withID, got.ID != "", "has an ID: %s", f.Payload())
 	raw, err := json.Marshal(data)
 	require.NoError(t, err)
 	want, err := NewFrame(&Message{ID: got.ID, Type: typ, Room: room, From: "system", Data: raw, Timestamp: got.Timestamp})
@@ -41,12 +43,12 @@ func TestSystemFramesAreWhatNewFrameGives(t *testing.T) {
 	for _, pod := range []string{"p1", "pod<&>", `pod"q`} {
 		for _, user := range odd {
 			for _, exp := range []int64{0, 1_790_000_000} {
-				wire := connectedFrame(pod, "p1-abc-1", user, exp, now)
-				sameAsNewFrame(t, wire, MessageTypeSystem, "", ConnectedData{Event: "connected", ConnectionID: "p1-abc-1", UserID: user, ExpiresAt: exp})
+				wire := connectedFrame("p1-abc-1", user, exp, now)
+				sameAsNewFrame(t, wire, false, MessageTypeSystem, "", ConnectedData{Event: "connected", ConnectionID: "p1-abc-1", UserID: user, ExpiresAt: exp})
 			}
 			for _, typ := range []string{MessageTypeJoin, MessageTypeLeave} {
 				f := eventFrame(pod, typ, "room-1", user, now)
-				sameAsNewFrame(t, f.wire, typ, "room-1", JoinLeaveData{Room: "room-1", UserID: user})
+				sameAsNewFrame(t, f.wire, true, typ, "room-1", JoinLeaveData{Room: "room-1", UserID: user})
 				assert.Equal(t, "room-1", f.room)
 				m := f.Message() // decoded from the frame: nothing kept a Message
 				assert.Equal(t, typ, m.Type)
@@ -57,15 +59,15 @@ func TestSystemFramesAreWhatNewFrameGives(t *testing.T) {
 			for _, rec := range []*bool{nil, &yes, &no} {
 				for _, room := range []string{"lobby", "a.b:c-d_e", "room<1>"} {
 					ack := JoinAckData{Room: room, UserID: user, Offset: 42, Epoch: "ep" + user, Recovered: rec}
-					sameAsNewFrame(t, joinAckFrame(pod, &ack, now), MessageTypeJoin, room, ack)
+					sameAsNewFrame(t, joinAckFrame(pod, &ack, now), true, MessageTypeJoin, room, ack)
 				}
 			}
 		}
 	}
 	// A payload past 125 bytes has a longer header.
 	long := string(make([]byte, 300))
-	sameAsNewFrame(t, connectedFrame("p1", "c", long, 0, now.Add(time.Nanosecond)), MessageTypeSystem, "", ConnectedData{Event: "connected", ConnectionID: "c", UserID: long})
-	sameAsNewFrame(t, connectedFrame("p1", "c", "u", 0, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), MessageTypeSystem, "", ConnectedData{Event: "connected", ConnectionID: "c", UserID: "u"})
+	sameAsNewFrame(t, connectedFrame("c", long, 0, now.Add(time.Nanosecond)), false, MessageTypeSystem, "", ConnectedData{Event: "connected", ConnectionID: "c", UserID: long})
+	sameAsNewFrame(t, connectedFrame("c", "u", 0, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), false, MessageTypeSystem, "", ConnectedData{Event: "connected", ConnectionID: "c", UserID: "u"})
 }
 
 // The greeting and the acknowledgement cost one allocation each, their
@@ -73,7 +75,7 @@ func TestSystemFramesAreWhatNewFrameGives(t *testing.T) {
 func TestSystemFramesAllocateOnlyTheFrame(t *testing.T) {
 	now := time.Now().UTC()
 	ack := JoinAckData{Room: "lobby", UserID: "alice", Offset: 7, Epoch: "e1"}
-	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { connectedFrame("p1", "p1-abc-1", "alice", 0, now) }))
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { connectedFrame("p1-abc-1", "alice", 0, now) }))
 	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { joinAckFrame("p1", &ack, now) }))
 	assert.Equal(t, 2.0, testing.AllocsPerRun(100, func() { eventFrame("p1", MessageTypeJoin, "lobby", "alice", now) }))
 	// The sizes they are made with hold the longest plain message: a
@@ -84,7 +86,7 @@ func TestSystemFramesAllocateOnlyTheFrame(t *testing.T) {
 	late := time.Date(2026, 11, 27, 21, 30, 0, 123456789, time.UTC)
 	yes := true
 	full := JoinAckData{Room: "lobby", UserID: "alice", Offset: 1<<64 - 1, Epoch: "e1", Recovered: &yes}
-	assert.Equal(t, 1.0, testing.AllocsPerRun(10, func() { connectedFrame("p1", "p1-abc-1", "alice", -1<<63, late) }))
+	assert.Equal(t, 1.0, testing.AllocsPerRun(10, func() { connectedFrame("p1-abc-1", "alice", -1<<63, late) }))
 	assert.Equal(t, 1.0, testing.AllocsPerRun(10, func() { joinAckFrame("p1", &full, late) }))
 	assert.Equal(t, 2.0, testing.AllocsPerRun(10, func() { eventFrame("p1", MessageTypeJoin, "lobby", "alice", late) }))
 }
