@@ -68,7 +68,20 @@ func (h *Handler) deliverEvent(c *conn, typ, room string) {
 		h.deliver(c, h.eventMessage(c, typ, room))
 		return
 	}
-	h.batchEvent(c, typ, eventFrame(h.cfg.PodID, typ, room, c.UserID(), time.Now().UTC()))
+	h.batchEvent(c, typ, h.newEventFrame(c, typ, room))
+}
+
+// newEventFrame is c's join or leave event (typ) of room as a frame: built
+// straight on a single pod; with a Broadcaster from its Message, which the
+// relay to the other pods reads (a frame built straight would be decoded
+// again there).
+func (h *Handler) newEventFrame(c *conn, typ, room string) *Frame {
+	if h.cfg.Broadcaster != nil {
+		if f, err := NewFrame(h.eventMessage(c, typ, room)); err == nil {
+			return f
+		}
+	}
+	return eventFrame(h.cfg.PodID, typ, room, c.UserID(), time.Now().UTC())
 }
 
 // batchEvent sends f, c's event of type typ, to the other pods at once and

@@ -151,7 +151,7 @@ func (h *Handler) joinPlain(c *conn, room string) {
 		c.Send(msg)
 		return
 	}
-	f := eventFrame(h.cfg.PodID, MessageTypeJoin, room, c.UserID(), time.Now().UTC())
+	f := h.newEventFrame(c, MessageTypeJoin, room)
 	if announce {
 		h.batchEvent(c, MessageTypeJoin, f) // to the others, with the window's events
 	}
@@ -218,7 +218,7 @@ func (h *Handler) leave(c *conn, room string) {
 		}
 		return
 	}
-	f := eventFrame(h.cfg.PodID, MessageTypeLeave, room, c.UserID(), time.Now().UTC())
+	f := h.newEventFrame(c, MessageTypeLeave, room)
 	c.SendFrame(f)
 	if h.announce(room, MessageTypeLeave) {
 		h.batchEvent(c, MessageTypeLeave, f)
