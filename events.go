@@ -59,11 +59,13 @@ type roomEvents struct {
 	wg    sync.WaitGroup
 }
 
-// pendingDiff is a room's members_diff being counted, and how many windows
-// it has waited.
+// pendingDiff is a room's members_diff being counted, how many windows it
+// has waited, and how many it waits: set when its first window ends, from
+// the room's size then (a room that grows by more than MembersDiffMaxFrames
+// a window would otherwise never have waited long enough).
 type pendingDiff struct {
 	MembersDiffData
-	windows int
+	windows, wait int
 }
 
 func newRoomEvents(h *Handler) *roomEvents {
@@ -125,7 +127,10 @@ func (e *roomEvents) flush(all bool) {
 	e.mu.Unlock()
 	var waiting map[string]*pendingDiff
 	for room, d := range diffs {
-		if d.windows++; !all && d.windows < e.h.windowsPerDiff(e.h.hub.RoomCount(room)) {
+		if d.windows++; d.wait == 0 {
+			d.wait = e.h.windowsPerDiff(e.h.hub.RoomCount(room))
+		}
+		if !all && d.windows < d.wait {
 			if waiting == nil {
 				waiting = map[string]*pendingDiff{}
 			}

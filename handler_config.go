@@ -175,9 +175,12 @@ type HandlerConfig struct {
 	// pod: a room with more members here than this gets its members_diff
 	// every ceil(members / MembersDiffMaxFrames) windows instead of every
 	// window, counting what joined and left in all of them (by default a
-	// room of 10,000 every 10 s, one of 2,500 every 3 s). Count updates then
-	// cost at most about this many frames per window per room, however big
-	// the room. Negative: every window. Default: 1,000.
+	// room of 10,000 every 10 s, one of 2,500 every 3 s; the wait is set
+	// when the first window ends). A pod's count updates then cost at most
+	// about this many frames per window per room on each pod, however big
+	// the room (a pod also delivers the diffs of the other pods that hold
+	// the room: with P of them, up to P times this). Negative: every window.
+	// Default: 1,000.
 	MembersDiffMaxFrames int
 	// JoinEventsDelay is how long a small room's join and leave events wait
 	// to reach this pod's members together: the events of one window go to
