@@ -107,5 +107,8 @@ bench: deps
 	@echo "Small-room join storm: 1,000 real connections into 20 rooms of 50, batched join events beside per-event writes:"
 	$(GO) test -run '^$$' -bench '^BenchmarkSmallRoomJoinStorm$$' -benchtime 3x -benchmem ./bench/ | tee $(OUT)/bench-smallrooms.txt
 	@echo
+	@echo "One connect on the raw door (upgrade, greeting, join, acknowledgement), with what it allocates:"
+	$(GO) test -run '^$$' -bench '^BenchmarkRawConnect$$' -benchtime 5000x -count 3 -benchmem ./bench/ | tee $(OUT)/bench-connect.txt
+	@echo
 	@echo "Redis frozen (SIGSTOP) 10 s under load on one of two pods:"
 	$(GO) test -run '^$$' -bench '^BenchmarkRedisStall$$' -benchtime 1x ./bench/ | tee $(OUT)/bench-stall.txt
