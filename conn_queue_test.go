@@ -26,7 +26,9 @@ func TestSendQueuesRecycleWithoutAllocating(t *testing.T) {
 	}
 	for _, n := range []int{1, 8, 9, 100} {
 		cycle(n)() // the pools hold a queue of each class it needs
-		assert.Zero(t, testing.AllocsPerRun(100, cycle(n)), "%d frames", n)
+		if allocs := testing.AllocsPerRun(100, cycle(n)); !raceEnabled {
+			assert.Zero(t, allocs, "%d frames", n)
+		}
 	}
 	q := getQueue()
 	assert.Zero(t, len(q))

@@ -82,7 +82,7 @@ func TestSystemFramesAllocateOnlyTheFrame(t *testing.T) {
 	// 13-digit counter, a timestamp with nanoseconds, every optional field.
 	seq := messageSeq.Load()
 	messageSeq.Store(1<<63 - 1000)
-	defer messageSeq.Store(seq)
+	defer messageSeq.Store(seq + 1<<20) // past any ID minted meanwhile elsewhere: none is minted twice
 	late := time.Date(2026, 11, 27, 21, 30, 0, 123456789, time.UTC)
 	yes := true
 	full := JoinAckData{Room: "lobby", UserID: "alice", Offset: 1<<64 - 1, Epoch: "e1", Recovered: &yes}

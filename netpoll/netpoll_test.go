@@ -154,7 +154,9 @@ func TestWritevAllocatesNothing(t *testing.T) {
 				t.Fatalf("writev of %d buffers: %d, %v", len(bufs), n, err)
 			}
 		})
-		assert.Zero(t, allocs, "writev of %d buffers allocates", len(bufs))
+		if !raceEnabled || len(bufs) <= 8 { // past eight the iovecs are pooled
+			assert.Zero(t, allocs, "writev of %d buffers allocates", len(bufs))
+		}
 	}
 	n, err := Writev(fd, nil)
 	assert.NoError(t, err, "nothing to write")
