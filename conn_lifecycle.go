@@ -4,6 +4,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/realtimehub/realtime/internal/wsframe"
 )
 
 // A connection's life: attach turns an upgraded socket into a registered
@@ -17,12 +19,12 @@ import (
 // which then leaves in one write with the greeting.
 func (h *Handler) attach(nc net.Conn, id *Identity, early, preface []byte) {
 	if h.eng.stopping.Load() {
-		nc.Close()
+		closeStopping(nc, preface)
 		return
 	}
 	h.eng.start()
 	if h.eng.pool == nil { // Shutdown came first and the engine will never run
-		nc.Close()
+		closeStopping(nc, preface)
 		return
 	}
 	c := h.newConn(id)
@@ -44,6 +46,16 @@ func (h *Handler) attach(nc net.Conn, id *Identity, early, preface []byte) {
 		return
 	}
 	c.startGoroutine()
+}
+
+// closeStopping closes a socket upgraded while the handler shuts down as
+// the drain closes connections: 1001 with a reconnect hint, after the raw
+// door's held 101 (without them the client saw its socket closed with no
+// answer at all, and no hint when to come back).
+func closeStopping(nc net.Conn, preface []byte) {
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	nc.Write(wsframe.AppendFrame(preface, wsframe.OpClose, wsframe.ClosePayload(wsframe.CloseGoingAway, reconnectHint())))
+	nc.Close()
 }
 
 // queuePreface puts the handshake's response (the raw door's 101) first in

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -149,4 +151,53 @@ func TestFallbackPrefaceBeforeRegister(t *testing.T) {
 	assert.Zero(t, hub.ConnectionCount(), "a closed connection left in the hub")
 	assert.Zero(t, h.Stats().Users, "a closed connection's user left online")
 	assert.Empty(t, h.eng.hb.all(), "a closed connection left in the heartbeat wheel")
+}
+
+// A handshake that was admitted just before Shutdown began, and reached
+// attach after, gets what the drain gives: its 101 and a close 1001 with a
+// reconnect hint (before, the socket was closed with nothing sent, not even
+// the 101), on either door.
+func TestUpgradeDuringShutdownGetsGoingAway(t *testing.T) {
+	forEachDoor(t, HandlerConfig{}, func(t *testing.T, ts *testServer) {
+		admitted, release := make(chan struct{}), make(chan struct{})
+		ts.handler.cfg.Authenticate = func(r *http.Request) (string, error) {
+			close(admitted)
+			<-release // Shutdown begins meanwhile
+			return "u", nil
+		}
+		type result struct {
+			err  error
+			code int
+			text string
+		}
+		got := make(chan result, 1)
+		go func() {
+			ws, _, err := websocket.DefaultDialer.Dial(ts.url, nil)
+			if err != nil {
+				got <- result{err: err}
+				return
+			}
+			defer ws.Close()
+			ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, _, err = ws.ReadMessage()
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				got <- result{code: ce.Code, text: ce.Text}
+				return
+			}
+			got <- result{err: err}
+		}()
+		<-admitted
+		done := make(chan struct{})
+		go func() { ts.handler.Shutdown(context.Background()); close(done) }()
+		for !ts.handler.eng.stopping.Load() {
+			time.Sleep(time.Millisecond)
+		}
+		close(release)
+		r := <-got
+		require.NoError(t, r.err, "the upgrade is answered and then closed")
+		assert.Equal(t, websocket.CloseGoingAway, r.code)
+		assert.Contains(t, r.text, "reconnect_ms=")
+		<-done
+	})
 }
