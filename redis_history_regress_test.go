@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -89,25 +90,36 @@ func TestMessageDuringJoinReadIsDelivered(t *testing.T) {
 	dial(t, b.url, as("w")).joinSince(other, nil)
 	waitListening(t, other, b)
 
+	// The hook runs on b's goroutine: it reports, the test checks (require
+	// there would stop the wrong goroutine), and it gives up well within the
+	// joiner's 5 s read.
+	hookErr := make(chan error, 1)
 	hook := func() {
-		sendChats(sender, "r", 3, 4) // offset 4, published after b read the room
-		chatsUntil(t, sender, 3, `"m3"`)
-		// b has taken it from Redis into its log of the room. (Waiting for
-		// its bus to receive something, then 100 ms, failed under load: the
-		// envelope received could be another, or handled later.)
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		// offset 4, published after b read the room
+		err := sender.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"chat","room":"r","data":"m3"}`))
+		// Until b has taken it from Redis into its log of the room. (Waiting
+		// for its bus to receive something, then 100 ms, failed under load:
+		// the envelope received could be another, or handled later.)
+		for deadline := time.Now().Add(3 * time.Second); err == nil; time.Sleep(10 * time.Millisecond) {
 			if pos, known, _ := b.rb.hist.log.Position("r"); known && pos.Offset >= 4 {
-				return
+				break
 			}
 			if time.Now().After(deadline) {
-				t.Error("b never took in the message published during the join's read")
-				return
+				err = errors.New("b never took in the message published during the join's read")
 			}
 		}
+		hookErr <- err
 	}
 	b.rb.hist.afterJoinRead.Store(&hook)
 	reader := dial(t, b.url, as("u"))
 	ack := reader.joinSince("r", nil)
+	select {
+	case err := <-hookErr:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the join never read Redis (the hook did not run)")
+	}
+	chatsUntil(t, sender, 3, `"m3"`) // the sender's own copy: accepted at offset 4
 	assert.Equal(t, uint64(4), ack.Offset, "the pod is not behind")
 	late := dial(t, b.url, as("v"))
 	lack := late.joinSince("r", &Position{Offset: 3, Epoch: ack.Epoch})
