@@ -27,6 +27,9 @@ func (h *Handler) attach(nc net.Conn, id *Identity, early, preface []byte) {
 		closeStopping(nc, preface)
 		return
 	}
+	if h.eng.beforeRegister != nil {
+		h.eng.beforeRegister()
+	}
 	c := h.newConn(id)
 	c.adopt(nc)
 	// Until the socket is registered, the connection is "scheduled" so that

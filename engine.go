@@ -37,12 +37,15 @@ type engine struct {
 	live       atomic.Int64   // attached connections not yet torn down
 	idle       chan struct{}  // signalled when live drops to 0
 	fallback   sync.WaitGroup // reader goroutines
-	handshakes sync.WaitGroup // raw-door handshakes in progress
+	handshakes sync.WaitGroup // handshakes and upgrades in progress, both doors
 	done       chan struct{}  // closed when shutdown finished
 
 	// afterRegister, when a test sets it, runs right after a connection's
 	// descriptor is registered with epoll, to widen a race window on purpose.
 	afterRegister func()
+	// beforeRegister, when a test sets it, runs in attach between its check
+	// that the handler is not stopping and the connection's registration.
+	beforeRegister func()
 }
 
 func newEngine(h *Handler) *engine {

@@ -13,10 +13,11 @@ import (
 // AcceptRate 503 with Retry-After (a browser's request: upgraded, then closed
 // with 1013 and a reconnect hint).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.eng.stopping.Load() {
+	if !h.enterUpgrade() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	defer h.eng.handshakes.Done()
 	if !h.gate.allow(time.Now()) {
 		h.stats.throttled.Add(1)
 		if r.Header.Get("Origin") != "" { // a browser: it cannot read a 503
@@ -60,6 +61,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		early = append([]byte(nil), early...)
 	}
 	h.attach(nc, id, early, nil)
+}
+
+// enterUpgrade counts an HTTP-door upgrade as a handshake in progress, as
+// the raw door's are, so that Shutdown waits for it before its drain takes
+// the connections (one registered after would be left to ShutdownTimeout,
+// without a 1001); false once Shutdown has begun. Under hsMu: Shutdown's
+// cancelHandshakes takes it after setting stopping, so an upgrade counted
+// here is counted before Shutdown waits.
+func (h *Handler) enterUpgrade() bool {
+	h.hsMu.Lock()
+	defer h.hsMu.Unlock()
+	if h.eng.stopping.Load() {
+		return false
+	}
+	h.eng.handshakes.Add(1)
+	return true
 }
 
 // handshakeSize is about how many bytes r's request line and headers took.
