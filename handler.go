@@ -135,7 +135,8 @@ func (h *Handler) originAllowed(r *http.Request) bool {
 	return false
 }
 
-// Shutdown stops both doors, closes every connection with 1001 (going away),
+// Shutdown stops both doors (upgrades in progress finish first, then leave
+// like the rest; new ones get 503), closes every connection with 1001 (going away),
 // waits until their queued frames are flushed or ctx ends (ShutdownTimeout
 // if ctx has no deadline), then releases what is left and stops every
 // goroutine the handler started. It is safe to call more than once.
