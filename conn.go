@@ -73,6 +73,7 @@ type conn struct {
 	limiter      rateLimiter
 
 	hbBucket, hbPos int32 // place in the heartbeat wheel, guarded by its bucket
+	expPos          int32 // 1 + place in the expiry heap, 0: none; guarded by the handler's expiry lock
 }
 
 var (

@@ -160,9 +160,7 @@ func TestTokenExpiryClosesWith3000(t *testing.T) {
 		d := dial(t, ts.url, http.Header{"X-User": {"v"}})
 		d.send(map[string]any{"type": "ping"})
 		assert.Equal(t, MessageTypePong, d.read().Type)
-		ts.handler.expiry.mu.Lock()
-		armed := len(ts.handler.expiry.m)
-		ts.handler.expiry.mu.Unlock()
+		armed := ts.handler.expiry.armed()
 		assert.Zero(t, armed, "a timer for a connection without expiry")
 	})
 }

@@ -85,9 +85,7 @@ func TestRefreshAfterCloseLeavesNoExpiryEntry(t *testing.T) {
 	require.Eventually(t, func() bool { return ts.handler.Stats().Closed == 1 }, 5*time.Second, 10*time.Millisecond)
 	close(release)
 	time.Sleep(time.Second) // the refresh stored its timer; it fired on the closed connection
-	ts.handler.expiry.mu.Lock()
-	n := len(ts.handler.expiry.m)
-	ts.handler.expiry.mu.Unlock()
+	n := ts.handler.expiry.armed()
 	assert.Zero(t, n, "expiry entries of closed connections (never removed)")
 }
 

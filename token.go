@@ -3,8 +3,6 @@ package realtime
 import (
 	"context"
 	"encoding/json"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -28,43 +26,33 @@ type RefreshData struct {
 	ExpiresAt int64  `json:"expires_at,omitempty"`
 }
 
-// expiries holds the timers of connections whose credentials expire. All
-// methods may be called concurrently.
-type expiries struct {
-	mu sync.Mutex
-	m  map[*conn]*time.Timer
-	n  atomic.Int64 // timers armed or being armed: 0 lets detach skip the lock
-}
-
-// watchExpiry arms c's expiry timer, if its Identity has one.
+// watchExpiry puts c among the connections that expire (expiry.go), at its
+// Identity's expiry, if it has one.
 func (h *Handler) watchExpiry(c *conn) {
 	at := c.identity().ExpiresAt
 	if at.IsZero() {
 		return
 	}
-	h.expiry.mu.Lock()
-	defer h.expiry.mu.Unlock()
-	if t := h.expiry.m[c]; t != nil {
-		t.Reset(time.Until(at))
-		return
+	x := &h.expiry
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if c.expPos == 0 {
+		// Counted before the state is checked, until c is in the heap: a
+		// detach that finds none counted has closed c before this check,
+		// which then sees it.
+		x.n.Add(1)
+		defer x.n.Add(-1)
+		if c.state.Load() == stateClosed { // a refresh that ended after the connection
+			return
+		}
 	}
-	// Counted before the state is checked: a detach that finds no timer
-	// counted has closed c before this check, which then sees it.
-	h.expiry.n.Add(1)
-	if c.state.Load() == stateClosed { // a refresh that ended after the connection
-		h.expiry.n.Add(-1)
-		return
-	}
-	if h.expiry.m == nil {
-		h.expiry.m = map[*conn]*time.Timer{}
-	}
-	h.expiry.m[c] = time.AfterFunc(time.Until(at), func() { h.expire(c) })
+	x.set(c, at.UnixNano())
+	h.rearmExpiry()
 }
 
-// expire closes c if its credentials are past their expiry (a refresh may
-// have moved it after the timer fired).
+// expire closes c, which the timer took out of the heap, if its credentials
+// are past their expiry (a refresh may have moved it meanwhile).
 func (h *Handler) expire(c *conn) {
-	h.stopExpiry(c)
 	switch at := c.identity().ExpiresAt; {
 	case at.IsZero(): // refreshed to credentials that do not expire
 		return
@@ -76,7 +64,8 @@ func (h *Handler) expire(c *conn) {
 	c.fail(CloseUnauthorized, "token expired")
 }
 
-// forgetExpiry stops c's expiry timer; detach calls it, after c is closed.
+// forgetExpiry takes c out of the connections that expire; detach calls it,
+// after c is closed.
 func (h *Handler) forgetExpiry(c *conn) {
 	if h.expiry.n.Load() > 0 {
 		h.stopExpiry(c)
@@ -133,13 +122,11 @@ func (h *Handler) refresh(c *conn, data json.RawMessage) {
 	}
 }
 
-// stopExpiry stops c's timer, if it has one.
+// stopExpiry takes c out of the connections that expire, if it is there.
 func (h *Handler) stopExpiry(c *conn) {
 	h.expiry.mu.Lock()
 	defer h.expiry.mu.Unlock()
-	if t := h.expiry.m[c]; t != nil {
-		t.Stop()
-		delete(h.expiry.m, c)
-		h.expiry.n.Add(-1)
+	if h.expiry.remove(c) {
+		h.rearmExpiry()
 	}
 }
