@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,20 @@ type expiries struct {
 	timer   *time.Timer  // armed for timerAt, or nil before the first
 	timerAt int64        // unix ns the timer is armed for; 0: not armed
 	n       atomic.Int64 // entries, read without mu: 0 lets detach skip the lock
+}
+
+// expiryNanos is t in unix nanoseconds, within [1, MaxInt64]: a JWT's
+// "never" (exp 9999999999, year 2286) does not wrap to a negative time that
+// fires at once forever, and a time at or before 1970 is due, not 0 (which
+// timerAt reads as "not armed").
+func expiryNanos(t time.Time) int64 {
+	switch {
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	case t.Before(time.Unix(0, 1)):
+		return 1
+	}
+	return t.UnixNano()
 }
 
 // expiryEntry is a connection and when its credentials expire (unix ns).
@@ -54,8 +69,11 @@ func (x *expiries) remove(c *conn) bool {
 	if i < last {
 		x.fix(i)
 	}
-	if len(x.heap) == 0 {
+	switch {
+	case len(x.heap) == 0:
 		x.heap = nil // give back the memory of a storm's worth of entries
+	case cap(x.heap) > 1024 && len(x.heap) < cap(x.heap)/4:
+		x.heap = append(make([]expiryEntry, 0, 2*len(x.heap)), x.heap...) // same places
 	}
 	return true
 }

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"sort"
@@ -88,6 +89,45 @@ func TestExpiryCostsAnEntryPerConnection(t *testing.T) {
 		x.set(c, 12345)
 		x.set(c, 54321) // a refresh
 	}))
+}
+
+// Regression (review): an expiry past 2262 ("never" in a JWT is often exp
+// 9999999999) wrapped to a negative time, and the timer fired and re-armed
+// at once forever; one at 1970 read as "not armed" and never fired.
+func TestFarAndPastExpiries(t *testing.T) {
+	assert.EqualValues(t, int64(math.MaxInt64), expiryNanos(time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)))
+	assert.EqualValues(t, 1, expiryNanos(time.Unix(0, 0)))
+	assert.EqualValues(t, 1, expiryNanos(time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)))
+	now := time.Now()
+	assert.Equal(t, now.UnixNano(), expiryNanos(now))
+
+	ts := newTestServer(t, rawDoor, HandlerConfig{AuthenticateIdentity: identityAuth})
+	c := dial(t, ts.url, http.Header{"X-User": {"u"}, "X-TTL": {"2400000h"}}) // about 2300
+	time.Sleep(100 * time.Millisecond)
+	x := &ts.handler.expiry
+	x.mu.Lock()
+	require.Len(t, x.heap, 1)
+	assert.EqualValues(t, int64(math.MaxInt64), x.heap[0].at)
+	assert.EqualValues(t, int64(math.MaxInt64), x.timerAt, "armed for then, not firing now")
+	x.mu.Unlock()
+	c.send(map[string]any{"type": "ping"})
+	assert.Equal(t, MessageTypePong, c.read().Type, "the connection lives")
+}
+
+// A heap that held a storm's entries gives its memory back as they go.
+func TestExpiryHeapShrinks(t *testing.T) {
+	var x expiries
+	conns := make([]*conn, 10_000)
+	for i := range conns {
+		conns[i] = &conn{}
+		x.set(conns[i], int64(i))
+	}
+	for _, c := range conns[:9_900] {
+		x.remove(c)
+	}
+	checkHeap(t, &x)
+	assert.LessOrEqual(t, cap(x.heap), 1024, "capacity kept for 100 entries")
+	assert.Len(t, x.popDue(math.MaxInt64, nil), 100)
 }
 
 // Connections with different expiries are each closed with 3000 at theirs,

@@ -46,7 +46,7 @@ func (h *Handler) watchExpiry(c *conn) {
 			return
 		}
 	}
-	x.set(c, at.UnixNano())
+	x.set(c, expiryNanos(at))
 	h.rearmExpiry()
 }
 
