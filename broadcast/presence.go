@@ -209,6 +209,18 @@ func (p *Presence) do(ctx context.Context, o op) {
 	}
 }
 
+// renewLua sets pod ARGV[1]'s lease to ARGV[2] and returns its score before,
+// or -1 if it had none: in one step, so that Redis losing its data between a
+// read of the lease and its write cannot go unnoticed (read as present, then
+// written back into an emptied Redis, the lease hid the loss from every later
+// renewal, and the pod's entries stayed missing: TestFailedRewriteAfterRedis-
+// CameBackEmptyIsRepaired failed that way now and then).
+var renewLua = rueidis.NewLuaScript(`
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if not old then return '-1' end
+return old`)
+
 // renew extends the lease. If Redis did not have it (first start, Redis came
 // back empty) or it had expired (this pod stalled, and others may have
 // removed its entries as a dead pod's), the pod writes all its entries again;
@@ -220,17 +232,13 @@ func (p *Presence) renew(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, max(p.ttl/3, 5*time.Second))
 	defer cancel()
 	now := time.Now()
-	old, err := p.client.Do(rctx, p.client.B().Zscore().Key(p.podsKey()).Member(p.self).Build()).AsFloat64()
-	lost := rueidis.IsRedisNil(err) || (err == nil && old < float64(now.UnixMilli()))
-	if err != nil && !rueidis.IsRedisNil(err) {
+	expiry := strconv.FormatInt(now.Add(p.ttl).UnixMilli(), 10)
+	old, err := renewLua.Exec(rctx, p.client, []string{p.podsKey()}, []string{p.self, expiry}).AsFloat64()
+	if err != nil {
 		p.errors.Add(1)
 		return
 	}
-	expiry := float64(now.Add(p.ttl).UnixMilli())
-	if err := p.client.Do(rctx, p.client.B().Zadd().Key(p.podsKey()).ScoreMember().ScoreMember(expiry, p.self).Build()).Error(); err != nil {
-		p.errors.Add(1)
-		return
-	}
+	lost := old < float64(now.UnixMilli()) // absent (-1) or expired
 	forgotten := strconv.FormatInt(now.Add(-leaseHorizon).UnixMilli(), 10)
 	p.client.Do(rctx, p.client.B().Zremrangebyscore().Key(p.podsKey()).Min("-inf").Max(forgotten).Build())
 	p.repair() // writes that failed or were dropped since the last renewal
