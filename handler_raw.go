@@ -180,11 +180,11 @@ func (h *Handler) serveRaw(nc net.Conn) {
 		},
 	}
 	if _, err := u.Upgrade(rec); err != nil {
-		rec.flushOut()
 		if len(rec.buf) > MaxHandshakeBytes {
 			refused = http.StatusRequestHeaderFieldsTooLarge
 		}
-		h.reject(refused)
+		h.reject(refused) // counted before the client can read the refusal, as the HTTP door does
+		rec.flushOut()
 		h.logger.Debug("realtime: raw upgrade failed", "remote", req.RemoteAddr, "err", err)
 		if len(rec.buf) > MaxHandshakeBytes {
 			nc.Write([]byte(tooLarge))
