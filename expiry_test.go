@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"sort"
 	"testing"
 	"time"
@@ -162,4 +163,56 @@ func TestTokensExpireEachAtItsTime(t *testing.T) {
 	assert.GreaterOrEqual(t, at[2], 550*time.Millisecond, "the last not before its expiry")
 	assert.EqualValues(t, 3, ts.handler.Stats().Expired)
 	assert.Eventually(t, func() bool { return ts.handler.expiry.armed() == 0 }, time.Second, 10*time.Millisecond)
+}
+
+// BenchmarkExpiryRetained measures what watching 100,000 connections'
+// expiries keeps on the heap, per connection (HeapAlloc after collections):
+// "heap" is expiries, "timers" one time.AfterFunc, its closure and a map
+// entry each, as before. go test -run '^$' -bench '^BenchmarkExpiryRetained$' -benchtime 1x .
+func BenchmarkExpiryRetained(b *testing.B) {
+	const n = 100_000
+	conns := make([]*conn, n)
+	for i := range conns {
+		conns[i] = &conn{}
+	}
+	retained := func(watch func()) float64 {
+		before := heapAfterGC()
+		watch()
+		return float64(heapAfterGC()-before) / n
+	}
+	b.Run("mode=heap", func(b *testing.B) {
+		for b.Loop() {
+			for _, c := range conns {
+				c.expPos = 0 // out of the last iteration's heap
+			}
+			var x expiries
+			b.ReportMetric(retained(func() {
+				for i, c := range conns {
+					x.set(c, int64(i))
+				}
+			}), "B/conn")
+			runtime.KeepAlive(&x)
+		}
+	})
+	b.Run("mode=timers", func(b *testing.B) {
+		for b.Loop() {
+			m := map[*conn]*time.Timer{}
+			b.ReportMetric(retained(func() {
+				for _, c := range conns {
+					m[c] = time.AfterFunc(time.Hour, func() { _ = c })
+				}
+			}), "B/conn")
+			for _, t := range m {
+				t.Stop()
+			}
+		}
+	})
+}
+
+func heapAfterGC() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
