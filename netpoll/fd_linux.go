@@ -46,9 +46,13 @@ func DupFD(c net.Conn) (int, error) {
 
 // Read reads from fd without blocking. It returns ErrWouldBlock when nothing
 // is available and io.EOF-like (0, nil) is mapped to (0, ErrEOF).
+//
+// It is the syscall package's read (the same system call as x/sys's): under
+// the race detector that one orders what the peer wrote before its write,
+// when the peer is in this process, before what follows the read.
 func Read(fd int, p []byte) (int, error) {
 	for {
-		n, err := unix.Read(fd, p)
+		n, err := syscall.Read(fd, p)
 		switch {
 		case err == nil && n == 0 && len(p) > 0:
 			return 0, ErrEOF

@@ -2,7 +2,10 @@
 
 package netpoll
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // Supported reports whether this build polls descriptors (Linux epoll).
 const Supported = false
@@ -55,3 +58,18 @@ func ShutdownWrite(int) error { return ErrNotPollable }
 
 // Close fails: this build cannot poll.
 func Close(int) error { return ErrNotPollable }
+
+// Acceptor is unavailable on this platform: NewAcceptor fails.
+type Acceptor struct{}
+
+// NewAcceptor fails with ErrNotPollable: accept with the listener instead.
+func NewAcceptor(net.Listener) (*Acceptor, error) { return nil, ErrNotPollable }
+
+// Accept fails: this build cannot poll.
+func (*Acceptor) Accept() (int, string, error) { return -1, "", ErrNotPollable }
+
+// DeferAccept fails: this build cannot poll.
+func (*Acceptor) DeferAccept(time.Duration) error { return ErrNotPollable }
+
+// Close does nothing.
+func (*Acceptor) Close() error { return nil }

@@ -1,0 +1,120 @@
+//go:build linux
+
+package netpoll
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+type accepted struct {
+	fd     int
+	remote string
+	err    error
+}
+
+func acceptAsync(a *Acceptor) chan accepted {
+	ch := make(chan accepted, 1)
+	go func() {
+		fd, remote, err := a.Accept()
+		ch <- accepted{fd, remote, err}
+	}()
+	return ch
+}
+
+// An accepted descriptor is the connection's, non-blocking, close-on-exec,
+// and named by the client's address as net formats it.
+func TestAcceptorGivesOwnedNonBlockingDescriptors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	a, err := NewAcceptor(ln)
+	require.NoError(t, err)
+	defer a.Close()
+	for range 3 {
+		got := acceptAsync(a)
+		client, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		r := <-got
+		require.NoError(t, r.err)
+		assert.Equal(t, client.LocalAddr().String(), r.remote)
+		flags, err := unix.FcntlInt(uintptr(r.fd), unix.F_GETFL, 0)
+		require.NoError(t, err)
+		assert.NotZero(t, flags&unix.O_NONBLOCK, "non-blocking")
+		fdFlags, err := unix.FcntlInt(uintptr(r.fd), unix.F_GETFD, 0)
+		require.NoError(t, err)
+		assert.NotZero(t, fdFlags&unix.FD_CLOEXEC, "close-on-exec")
+		buf := make([]byte, 8)
+		_, err = Read(r.fd, buf)
+		assert.ErrorIs(t, err, ErrWouldBlock)
+		client.Write([]byte("hi"))
+		require.Eventually(t, func() bool {
+			n, err := Read(r.fd, buf)
+			return err == nil && string(buf[:n]) == "hi"
+		}, 5*time.Second, 5*time.Millisecond)
+		Close(r.fd)
+		client.Close()
+	}
+}
+
+// Closing the listener (as a caller of Handler.Serve may) ends a waiting
+// Accept, though the Acceptor holds a duplicate of its descriptor; the
+// duplicate is closed with the Acceptor, after which nothing listens.
+func TestAcceptorEndsWhenTheListenerCloses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	a, err := NewAcceptor(ln)
+	require.NoError(t, err)
+	got := acceptAsync(a)
+	time.Sleep(2 * closeCheck) // waiting, past a deadline or two
+	ln.Close()
+	select {
+	case r := <-got:
+		assert.ErrorIs(t, r.err, net.ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept did not notice the listener closed")
+	}
+	require.NoError(t, a.Close())
+	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+	assert.Error(t, err, "nothing listens once both are closed")
+}
+
+// Close ends a waiting Accept at once.
+func TestAcceptorCloseEndsAccept(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	a, err := NewAcceptor(ln)
+	require.NoError(t, err)
+	got := acceptAsync(a)
+	time.Sleep(10 * time.Millisecond)
+	a.Close()
+	select {
+	case r := <-got:
+		assert.ErrorIs(t, r.err, net.ErrClosed)
+	case <-time.After(closeCheck / 2):
+		t.Fatal("Close did not end Accept at once")
+	}
+}
+
+// Listeners other than TCP are not taken: their connections come from
+// their own Accept.
+func TestAcceptorRefusesOtherListeners(t *testing.T) {
+	ln, err := net.Listen("unix", t.TempDir()+"/s")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, err = NewAcceptor(ln)
+	assert.ErrorIs(t, err, ErrNotPollable)
+}
+
+func TestSockaddrString(t *testing.T) {
+	assert.Equal(t, "10.1.2.3:80", sockaddrString(&unix.SockaddrInet4{Port: 80, Addr: [4]byte{10, 1, 2, 3}}))
+	assert.Equal(t, "[::1]:443", sockaddrString(&unix.SockaddrInet6{Port: 443, Addr: [16]byte{15: 1}}))
+	mapped := [16]byte{10: 0xff, 11: 0xff, 12: 127, 15: 1}
+	assert.Equal(t, "127.0.0.1:9", sockaddrString(&unix.SockaddrInet6{Port: 9, Addr: mapped}))
+}
