@@ -18,20 +18,38 @@ import (
 // preface, the handshake's response not yet written (the raw door's 101),
 // which then leaves in one write with the greeting.
 func (h *Handler) attach(nc net.Conn, id *Identity, early, preface []byte) {
+	h.attachSocket(nc, -1, id, early, preface)
+}
+
+// attachSocket is attach of either nc or, when fd >= 0, a bare descriptor
+// the raw door accepted (nc nil), which the connection then owns.
+func (h *Handler) attachSocket(nc net.Conn, fd int, id *Identity, early, preface []byte) {
 	if h.eng.stopping.Load() {
-		closeStopping(nc, preface)
+		closeStopping(nc, fd, preface)
 		return
 	}
 	h.eng.start()
 	if h.eng.pool == nil { // Shutdown came first and the engine will never run
-		closeStopping(nc, preface)
+		closeStopping(nc, fd, preface)
 		return
+	}
+	if fd >= 0 && h.eng.poller == nil { // no epoll after all: a goroutine drives it
+		var err error
+		if nc, err = fdConn(fd); err != nil {
+			h.logger.Error("realtime: adopt socket", "err", err)
+			return
+		}
+		fd = -1
 	}
 	if h.eng.beforeRegister != nil {
 		h.eng.beforeRegister()
 	}
 	c := h.newConn(id)
-	c.adopt(nc)
+	if fd >= 0 {
+		c.fd = int32(fd)
+	} else {
+		c.adopt(nc)
+	}
 	// Until the socket is registered, the connection is "scheduled" so that
 	// nothing runs its task: frames queued meanwhile wait in pend.
 	c.scheduled.Store(true)
@@ -55,9 +73,14 @@ func (h *Handler) attach(nc net.Conn, id *Identity, early, preface []byte) {
 // the drain closes connections: 1001 with a reconnect hint, after the raw
 // door's held 101 (without them the client saw its socket closed with no
 // answer at all, and no hint when to come back).
-func closeStopping(nc net.Conn, preface []byte) {
+func closeStopping(nc net.Conn, fd int, preface []byte) {
+	bye := wsframe.AppendFrame(preface, wsframe.OpClose, wsframe.ClosePayload(wsframe.CloseGoingAway, reconnectHint()))
+	if fd >= 0 {
+		writeAndClose(fd, bye)
+		return
+	}
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
-	nc.Write(wsframe.AppendFrame(preface, wsframe.OpClose, wsframe.ClosePayload(wsframe.CloseGoingAway, reconnectHint())))
+	nc.Write(bye)
 	nc.Close()
 }
 

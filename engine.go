@@ -46,6 +46,9 @@ type engine struct {
 	// beforeRegister, when a test sets it, runs in attach between its check
 	// that the handler is not stopping and the connection's registration.
 	beforeRegister func()
+	// rawHandshakeWaits, when a test sets it, runs when a raw handshake's
+	// head was not all there at once and the handshake goes on blocking.
+	rawHandshakeWaits func()
 }
 
 func newEngine(h *Handler) *engine {

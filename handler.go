@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -39,7 +40,7 @@ type Handler struct {
 	stats     handlerCounters
 
 	lnMu      sync.Mutex
-	listeners map[net.Listener]struct{}
+	listeners map[net.Listener]io.Closer // each one's Acceptor, or nil
 
 	hsMu        sync.Mutex
 	handshaking map[net.Conn]struct{} // raw-door handshakes in progress
@@ -58,7 +59,7 @@ func NewHandler(hub Hub, logger *slog.Logger, cfg HandlerConfig) *Handler {
 	if err != nil {
 		panic(err)
 	}
-	h := &Handler{hub: hub, logger: logger, cfg: cfg, listeners: map[net.Listener]struct{}{}, handshaking: map[net.Conn]struct{}{},
+	h := &Handler{hub: hub, logger: logger, cfg: cfg, listeners: map[net.Listener]io.Closer{}, handshaking: map[net.Conn]struct{}{},
 		connIDs: cfg.PodID + "." + randomHex(5) + "-"}
 	h.eng = newEngine(h)
 	h.gate = newAdmission(&h.cfg)
@@ -143,8 +144,11 @@ func (h *Handler) originAllowed(r *http.Request) bool {
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.lnMu.Lock()
 	first := h.eng.stopping.CompareAndSwap(false, true)
-	for ln := range h.listeners {
+	for ln, acc := range h.listeners {
 		ln.Close()
+		if acc != nil {
+			acc.Close()
+		}
 	}
 	h.lnMu.Unlock()
 	h.cancelHandshakes() // handshakes in progress end now, not at their deadline

@@ -4,53 +4,89 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"time"
 
-	"github.com/gobwas/ws"
+	"github.com/realtimehub/realtime/netpoll"
 )
 
 // Serve accepts raw TCP connections from ln and upgrades them without
 // net/http (gobwas/ws zero-copy upgrade), under HandshakeTimeout. It returns
 // ErrHandlerClosed after Shutdown, or the listener's error. It closes ln
 // when it returns.
+//
+// On Linux a *net.TCPListener's connections are accepted as bare descriptors
+// from a duplicate of its own, with TCP_DEFER_ACCEPT set on the socket (a
+// connection is handed over once its request has begun to arrive, or after
+// HandshakeTimeout): a request head that has arrived whole is upgraded
+// from one read. Closing ln yourself still ends Serve, within 100 ms.
 func (h *Handler) Serve(ln net.Listener) error {
+	// A TCP listener's connections are accepted as bare descriptors: most
+	// handshakes are read whole at once and the descriptor goes straight to
+	// epoll (serveRawFD). Other listeners give net.Conns.
+	acc, _ := netpoll.NewAcceptor(ln)
+	var closer io.Closer
+	if acc != nil {
+		closer = acc
+		if err := acc.DeferAccept(h.cfg.HandshakeTimeout); err != nil {
+			h.logger.Warn("realtime: TCP_DEFER_ACCEPT", "err", err)
+		}
+	}
 	h.lnMu.Lock()
 	if h.eng.stopping.Load() {
 		h.lnMu.Unlock()
 		ln.Close()
+		if acc != nil {
+			acc.Close()
+		}
 		return ErrHandlerClosed
 	}
-	h.listeners[ln] = struct{}{}
+	h.listeners[ln] = closer
 	h.lnMu.Unlock()
 	defer func() {
 		h.lnMu.Lock()
 		delete(h.listeners, ln)
 		h.lnMu.Unlock()
 		ln.Close()
+		if acc != nil {
+			acc.Close()
+		}
 	}()
 	var backoff time.Duration
 	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if h.eng.stopping.Load() {
-				return ErrHandlerClosed
+		var err error
+		if acc != nil {
+			var fd int
+			var remote string
+			if fd, remote, err = acc.Accept(); err == nil {
+				h.eng.handshakes.Add(1)
+				go h.serveRawFD(fd, remote)
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors and the like: wait, as net/http does.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				h.logger.Warn("realtime: accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
+		} else {
+			var nc net.Conn
+			if nc, err = ln.Accept(); err == nil {
+				h.eng.handshakes.Add(1)
+				go h.serveRaw(nc)
 			}
-			return fmt.Errorf("realtime: accept: %w", err)
 		}
-		backoff = 0
-		h.eng.handshakes.Add(1)
-		go h.serveRaw(nc)
+		if err == nil {
+			backoff = 0
+			continue
+		}
+		if h.eng.stopping.Load() {
+			return ErrHandlerClosed
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+			// Out of file descriptors and the like: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			h.logger.Warn("realtime: accept", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		return fmt.Errorf("realtime: accept: %w", err)
 	}
 }
 
@@ -94,9 +130,13 @@ func isTemporary(err error) bool {
 // right after its handshake (its first frames) are not lost in the
 // upgrader's pooled buffer, and holds what it writes (the response), so
 // that a 101 goes out in one write with the greeting that follows it.
+//
+// A recorder without a Conn serves a head read beforehand (pre) and records
+// nothing: its caller knows where the head ends.
 type recorder struct {
 	net.Conn
-	buf []byte
+	pre []byte // read before the upgrader started: served first
+	buf []byte // everything served, when there is a Conn
 	out []byte
 }
 
@@ -115,7 +155,20 @@ func (r *recorder) flushOut() {
 }
 
 func (r *recorder) Read(p []byte) (int, error) {
-	n, err := r.Conn.Read(p)
+	var n int
+	var err error
+	switch {
+	case len(r.pre) > 0:
+		n = copy(p, r.pre)
+		r.pre = r.pre[n:]
+	case r.Conn != nil:
+		n, err = r.Conn.Read(p)
+	default:
+		return 0, io.EOF // a head read whole beforehand ends there
+	}
+	if r.Conn == nil {
+		return n, err
+	}
 	r.buf = append(r.buf, p[:n]...)
 	if len(r.buf) > MaxHandshakeBytes {
 		return n, errHandshakeTooLarge
@@ -131,68 +184,34 @@ const tooLarge = "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: cl
 
 func (h *Handler) serveRaw(nc net.Conn) {
 	defer h.eng.handshakes.Done()
+	h.handshakeConn(nc, nil)
+}
+
+// handshakeConn reads nc's handshake under HandshakeTimeout, pre being what
+// was read of it already, and upgrades it or answers the refusal.
+func (h *Handler) handshakeConn(nc net.Conn, pre []byte) {
 	if !h.trackHandshake(nc) {
 		nc.Close() // shutting down
 		return
 	}
 	defer h.untrackHandshake(nc)
-	rec := &recorder{Conn: nc}
-	req := &http.Request{Method: http.MethodGet, Header: http.Header{}, RemoteAddr: nc.RemoteAddr().String()}
-	var uri string
-	var id *Identity
-	var tryLater bool                // turned away by admission control, but a browser
-	refused := http.StatusBadRequest // the status a failed upgrade was refused with
-	u := ws.Upgrader{
-		OnRequest: func(b []byte) error { uri = string(b); return nil },
-		OnHost:    func(b []byte) error { req.Host = string(b); return nil },
-		OnHeader: func(k, v []byte) error {
-			req.Header.Add(string(k), string(v))
-			return nil
-		},
-		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
-			if h.eng.stopping.Load() {
-				refused = http.StatusServiceUnavailable
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable), ws.RejectionReason("server shutting down"))
-			}
-			if !h.gate.allow(time.Now()) {
-				h.stats.throttled.Add(1)
-				if req.Header.Get("Origin") != "" { // a browser: upgrade, then 1013
-					tryLater = true
-					return nil, nil
-				}
-				refused = http.StatusServiceUnavailable
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
-					ws.RejectionReason("too many connections at once; retry later"),
-					ws.RejectionHeader(ws.HandshakeHeaderHTTP(http.Header{"Retry-After": {retryAfter()}})))
-			}
-			var err error
-			if req.URL, err = url.ParseRequestURI(uri); err != nil {
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusBadRequest), ws.RejectionReason("bad request URI"))
-			}
-			req.RequestURI = uri
-			var status int
-			id, status, err = h.admit(req)
-			if err != nil {
-				refused = status
-				return nil, ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(err.Error()))
-			}
-			return nil, nil
-		},
-	}
+	rec := &recorder{Conn: nc, pre: pre}
+	hs := h.newRawHandshake(nc.RemoteAddr().String())
+	u := hs.upgrader()
 	if _, err := u.Upgrade(rec); err != nil {
 		if len(rec.buf) > MaxHandshakeBytes {
-			refused = http.StatusRequestHeaderFieldsTooLarge
+			hs.refused = http.StatusRequestHeaderFieldsTooLarge
 		}
-		h.reject(refused) // counted before the client can read the refusal, as the HTTP door does
+		h.reject(hs.refused) // counted before the client can read the refusal, as the HTTP door does
 		rec.flushOut()
-		h.logger.Debug("realtime: raw upgrade failed", "remote", req.RemoteAddr, "err", err)
+		h.logger.Debug("realtime: raw upgrade failed", "remote", hs.req.RemoteAddr, "err", err)
 		if len(rec.buf) > MaxHandshakeBytes {
 			nc.Write([]byte(tooLarge))
 		}
 		nc.Close()
 		return
 	}
-	if tryLater {
+	if hs.tryLater {
 		rec.flushOut()
 		sendTryLater(nc)
 		return
@@ -202,5 +221,5 @@ func (h *Handler) serveRaw(nc net.Conn) {
 	if i := bytes.Index(rec.buf, crlf2); i >= 0 && i+4 < len(rec.buf) {
 		early = rec.buf[i+4:]
 	}
-	h.attach(nc, id, early, rec.out) // the 101 leaves with the greeting
+	h.attach(nc, hs.id, early, rec.out) // the 101 leaves with the greeting
 }

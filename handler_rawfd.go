@@ -1,0 +1,98 @@
+package realtime
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+
+	"github.com/realtimehub/realtime/netpoll"
+)
+
+// peekSize is how much of a handshake serveRawFD reads at once: a request
+// head up to this size that has all arrived is upgraded without blocking.
+const peekSize = 4096
+
+// peekBufs holds serveRawFD's read buffers.
+var peekBufs = sync.Pool{New: func() any { return new([peekSize]byte) }}
+
+// serveRawFD does the raw door's handshake on a descriptor the Acceptor gave.
+// A client sends its request as soon as it is connected, so the head is
+// usually there by now: then it is upgraded from what one read returned,
+// with nothing that can block (no deadline, no net.Conn), and the descriptor
+// goes straight to epoll. Otherwise (a slow or partial request) the
+// descriptor becomes a net.Conn and the handshake goes on as for other
+// listeners, under HandshakeTimeout.
+func (h *Handler) serveRawFD(fd int, remote string) {
+	defer h.eng.handshakes.Done()
+	if h.eng.stopping.Load() {
+		netpoll.Close(fd)
+		return
+	}
+	buf := peekBufs.Get().(*[peekSize]byte)
+	defer peekBufs.Put(buf)
+	n, err := netpoll.Read(fd, buf[:])
+	switch {
+	case err == netpoll.ErrWouldBlock:
+		n = 0
+	case err != nil: // gone before it asked anything
+		netpoll.Close(fd)
+		return
+	}
+	end := bytes.Index(buf[:n], crlf2)
+	if end < 0 {
+		if h.eng.rawHandshakeWaits != nil {
+			h.eng.rawHandshakeWaits()
+		}
+		nc, err := fdConn(fd)
+		if err != nil {
+			h.logger.Error("realtime: raw handshake", "remote", remote, "err", err)
+			return
+		}
+		h.handshakeConn(nc, bytes.Clone(buf[:n]))
+		return
+	}
+	// What follows the head are the client's first frames; attach reads
+	// them before buf goes back to the pool.
+	head, early := buf[:end+4], buf[end+4:n]
+	rec := &recorder{pre: head}
+	hs := h.newRawHandshake(remote)
+	u := hs.upgrader()
+	if _, err := u.Upgrade(rec); err != nil {
+		h.reject(hs.refused) // counted before the client can read the refusal
+		writeAndClose(fd, rec.out)
+		h.logger.Debug("realtime: raw upgrade failed", "remote", remote, "err", err)
+		return
+	}
+	if hs.tryLater {
+		writeAndClose(fd, append(rec.out, tryLaterFrame()...))
+		return
+	}
+	h.attachSocket(nil, fd, hs.id, early, rec.out) // the 101 leaves with the greeting
+}
+
+// writeAndClose writes b to fd, as much as the socket takes without waiting
+// (a refusal or a close frame on a fresh socket: all of it), and closes fd.
+func writeAndClose(fd int, b []byte) {
+	if len(b) > 0 {
+		netpoll.Writev(fd, [][]byte{b})
+	}
+	netpoll.Close(fd)
+}
+
+// fdConn turns a descriptor into a net.Conn (a duplicate, registered with
+// Go's poller) and closes the descriptor, whatever happens.
+func fdConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "")
+	if f == nil {
+		netpoll.Close(fd)
+		return nil, fmt.Errorf("realtime: descriptor %d: %w", fd, os.ErrInvalid)
+	}
+	defer f.Close()
+	nc, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("realtime: descriptor %d: %w", fd, err)
+	}
+	return nc, nil
+}
