@@ -59,9 +59,10 @@ vet:
 # make test fuzzes for a number of inputs, not a time: a time budget that
 # runs out while a worker is busy makes go test report "context deadline
 # exceeded" as a failure with no input saved (it failed CI that way here).
-# About 10 s each on this machine; FUZZTIME=10m overrides both.
+# About 10 s each on this machine; FUZZTIME=10m overrides them all.
 FUZZREADER  ?= 300000x
 FUZZCOMMAND ?= 40000x
+FUZZDECODE  ?= 100000x
 test: deps vet
 	$(GO) test $(TESTFLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
@@ -69,6 +70,7 @@ test: deps vet
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(or $(FUZZTIME),$(FUZZREADER)) ./internal/wsframe
 	$(GO) test -run '^$$' -fuzz '^FuzzCommand$$' -fuzztime $(or $(FUZZTIME),$(FUZZCOMMAND)) .
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSimple$$' -fuzztime $(or $(FUZZTIME),$(FUZZDECODE)) .
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -132,7 +132,7 @@ func (h *Handler) handleMessage(c *conn, payload []byte) {
 // handleCommand runs one client command.
 func (h *Handler) handleCommand(c *conn, payload []byte) {
 	var in inbound
-	if err := json.Unmarshal(payload, &in); err != nil {
+	if err := decodeInbound(payload, &in); err != nil {
 		h.count(cmdInvalid)
 		h.sendError(c, ErrCodeBadJSON, "message is not a JSON object like {\"type\":…}")
 		return
