@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // histogram counts latencies in buckets 5% wide, from 1 µs to about 20 min,
@@ -75,7 +72,7 @@ func quantile(buckets []uint64, q float64) time.Duration {
 
 // fleet is the load generator's connections.
 type fleet struct {
-	conns    []*websocket.Conn
+	conns    []wsClient
 	ackMark  []byte        // what a join acknowledgement contains
 	acks     atomic.Int64  // connections whose join was acknowledged
 	acked    []atomic.Bool // per connection: its first join message (its own acknowledgement) arrived
@@ -94,17 +91,10 @@ var tKey = []byte(`"t":`)
 
 // read counts what arrives on conn i: join acks and chat messages, whose
 // latency is now minus the send time they carry.
-func (f *fleet) read(i int, c *websocket.Conn) {
+func (f *fleet) read(i int, c wsClient) {
 	defer f.wg.Done()
-	// gorilla's default ping handler gives the pong 1 s and ends the read
-	// loop when that passes, which a load generator on a busy machine can
-	// miss; be patient, and never let a late pong end the reader.
-	c.SetPingHandler(func(s string) error {
-		c.WriteControl(websocket.PongMessage, []byte(s), time.Now().Add(30*time.Second))
-		return nil
-	})
 	for {
-		_, b, err := c.ReadMessage()
+		b, err := c.ReadMessage()
 		if err != nil {
 			if !f.closing.Load() {
 				f.ended.Add(1)
@@ -164,7 +154,7 @@ func (f *fleet) ramp(ctx context.Context, url string, join func(i int) []byte, n
 // rampFrom is ramp with source addresses picked from index first on, so that
 // several load processes spread over different addresses.
 func (f *fleet) rampFrom(ctx context.Context, url string, join func(i int) []byte, n, first, concurrency int, progress func(done int)) (float64, error) {
-	f.conns = make([]*websocket.Conn, n)
+	f.conns = make([]wsClient, n)
 	f.perConn = make([]atomic.Int32, n)
 	f.acked = make([]atomic.Bool, n)
 	start := time.Now()
@@ -182,7 +172,7 @@ func (f *fleet) rampFrom(ctx context.Context, url string, join func(i int) []byt
 				}
 				c, err := dialRetry(ctx, first+i, url)
 				if err == nil {
-					err = c.WriteMessage(websocket.TextMessage, join(i))
+					err = c.WriteText(join(i))
 				}
 				if err != nil {
 					errOnce.Do(func() { firstErr = fmt.Errorf("connection %d: %w", i, err) })
@@ -218,15 +208,15 @@ func (f *fleet) close() {
 // dialRetry dials as a well-behaved client does: a server that turns it
 // away with 503 (admission control) is tried again after its Retry-After,
 // plus jitter, up to ten times.
-func dialRetry(ctx context.Context, i int, url string) (*websocket.Conn, error) {
+func dialRetry(ctx context.Context, i int, url string) (wsClient, error) {
 	for attempt := 0; ; attempt++ {
-		c, resp, err := dialer(i, url).DialContext(ctx, url, nil)
-		if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || attempt == 9 {
+		c, err := dialWS(ctx, i, url)
+		wait, is503 := serviceUnavailable(err)
+		if err == nil || !is503 || attempt == 9 {
 			return c, err
 		}
-		wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
 		select {
-		case <-time.After(time.Duration(wait)*time.Second + time.Duration(rand.IntN(500))*time.Millisecond):
+		case <-time.After(wait + time.Duration(rand.IntN(500))*time.Millisecond):
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

@@ -45,6 +45,7 @@ type config struct {
 	deliveryWait      time.Duration // after the last message, how long deliveries may take
 
 	sourceIPs string // -source-ips, as given (passed on to load processes)
+	client    string // -client: the load generator's WebSocket client, lean or gorilla (passed on too)
 
 	chaos chaosConfig // -chaos and its flags
 
@@ -96,6 +97,7 @@ func parseFlags(prog string, args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.deliveryWait, "delivery-wait", time.Minute, "after the last message, wait at most this long for the deliveries still expected (what has not come then is lost)")
 	fs.StringVar(&c.ackMatch, "ack", "", "with -url: a substring of the server's answer to the hello frame; empty: do not wait for one")
 	fs.IntVar(&c.extPID, "server-pid", 0, "with -url: the server's PID on this machine, to read its RSS and CPU")
+	fs.StringVar(&c.client, "client", clientLean, "the load generator's WebSocket client: lean (minimal RFC 6455 client, ws:// only: no net/http, no bufio, no allocation per message read) or gorilla (gorilla/websocket's, the client of figures measured before lean; -chaos always uses it)")
 	fs.StringVar(&c.sourceIPs, "source-ips", "", "spread connections over these source addresses of this host: comma-separated, each an address or an IPv4 range first-last (default: 127.0.0.1-127.0.0.250 for a loopback target, the kernel's choice for any other)")
 	fs.Int64Var(&c.thresholds.maxLost, "max-lost", -1, "threshold: exit 1 when a target lost more than N messages (summed over -repeat runs); -1: none")
 	fs.DurationVar(&c.thresholds.maxP99, "max-p99", 0, "threshold: exit 1 when a target's fan-out latency p99 is above this (e.g. 50ms); 0: none")
@@ -118,6 +120,8 @@ func (c *config) check(fs *flag.FlagSet) error {
 		return fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
 	case c.conns < 1 || c.msgs < 0 || c.rooms < 1:
 		return fmt.Errorf("-conns and -rooms must be at least 1, -msgs at least 0")
+	case c.client != clientLean && c.client != clientGorilla:
+		return fmt.Errorf("-client %q: lean or gorilla", c.client)
 	case c.rooms > c.conns && !c.chaos.on:
 		return fmt.Errorf("-rooms %d with -conns %d: every room needs a connection (its publisher)", c.rooms, c.conns)
 	}

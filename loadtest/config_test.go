@@ -55,3 +55,24 @@ func TestCommandLineHidesHeaderValues(t *testing.T) {
 		t.Fatalf("headers %q", cfg.pubHdr)
 	}
 }
+
+// -client picks the load generator's client: lean unless told otherwise,
+// and nothing else than lean or gorilla.
+func TestClientFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // "" for a refused command line
+	}{
+		{args: nil, want: "lean"},
+		{args: []string{"-client", "gorilla"}, want: "gorilla"},
+		{args: []string{"-client", "gobwas"}},
+	} {
+		cfg, err := parseFlags("loadtest", tc.args, new(bytes.Buffer))
+		switch {
+		case tc.want == "" && err == nil:
+			t.Errorf("%v: accepted", tc.args)
+		case tc.want != "" && (err != nil || cfg.client != tc.want):
+			t.Errorf("%v: %+v %v, want client %s", tc.args, cfg, err, tc.want)
+		}
+	}
+}

@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // runDistributed runs our server as `pods` processes sharing one port behind
@@ -51,7 +49,8 @@ func runDistributed(ctx context.Context, cfg *config) error {
 	defer pub.Close()
 	lp := &loadProcs{}
 	defer lp.stop()
-	if err := lp.start(self, url, cfg.sourceIPs, cfg.procs, cfg.conns, cfg.msgs); err != nil {
+	fmt.Fprintf(os.Stderr, "%d load processes ramping %d connections (%s client)\n", cfg.procs, cfg.conns, cfg.client)
+	if err := lp.start(self, url, cfg.sourceIPs, cfg.client, cfg.procs, cfg.conns, cfg.msgs); err != nil {
 		return err
 	}
 	lp.follow()
@@ -85,15 +84,15 @@ func runDistributed(ctx context.Context, cfg *config) error {
 
 // joinPublisher opens the publisher's connection and joins room "big". It is
 // a member of the room too, so a reader drains (and discards) what it gets.
-func joinPublisher(ctx context.Context, url string) (*websocket.Conn, error) {
-	pub, _, err := dialer(0, url).DialContext(ctx, url, nil)
+func joinPublisher(ctx context.Context, url string) (wsClient, error) {
+	pub, err := dialWS(ctx, 0, url)
 	if err != nil {
 		return nil, err
 	}
-	pub.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"big"}`))
+	pub.WriteText([]byte(`{"type":"join","room":"big"}`))
 	go func() {
 		for {
-			if _, _, err := pub.ReadMessage(); err != nil {
+			if _, err := pub.ReadMessage(); err != nil {
 				return
 			}
 		}
@@ -104,12 +103,12 @@ func joinPublisher(ctx context.Context, url string) (*websocket.Conn, error) {
 // publishBig publishes msgs messages to room "big" at rate per second, then
 // waits up to a minute until total() reaches want, with a live progress
 // line. It returns how long that took.
-func publishBig(ctx context.Context, pub *websocket.Conn, msgs int, rate float64, want int64, total func() int64) (time.Duration, error) {
+func publishBig(ctx context.Context, pub wsClient, msgs int, rate float64, want int64, total func() int64) (time.Duration, error) {
 	t0 := time.Now()
 	interval := time.Duration(float64(time.Second) / rate)
 	for i := range msgs {
 		frame := fmt.Sprintf(`{"type":"chat","room":"big","data":{"seq":%d,"t":%d}}`, i, time.Now().UnixNano())
-		if err := pub.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+		if err := pub.WriteText([]byte(frame)); err != nil {
 			return 0, fmt.Errorf("publish: %w", err)
 		}
 		fmt.Fprintf(os.Stderr, "\rpublished %d/%d, delivered %d/%d", i+1, msgs, total(), want)
@@ -195,7 +194,7 @@ func (s *distSummary) write() error {
 	s.passed = s.cfg.thresholds.judgeAll(rows[len(rows)-1:])
 	total = rows[len(rows)-1]
 	b, _ := json.MarshalIndent(map[string]any{"pods": s.figs, "total": agg, "connect_rate_per_s": s.connectRate,
-		"deliveries_per_s": s.deliveriesPerS(), "command": s.cfg.command, "thresholds": total.wire("").Thresholds, "passed": s.passed}, "", "  ")
+		"deliveries_per_s": s.deliveriesPerS(), "command": s.cfg.command, "client": s.cfg.client, "thresholds": total.wire("").Thresholds, "passed": s.passed}, "", "  ")
 	if err := os.WriteFile(filepath.Join(s.cfg.outDir, "distributed.json"), b, 0o644); err != nil {
 		return err
 	}

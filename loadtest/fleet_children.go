@@ -38,8 +38,8 @@ type loadProcs struct {
 // start starts procs processes of this executable (self) that split n
 // connections to url between them, each expecting msgs messages. Source
 // addresses are picked from index 1 on: the publisher dialed from index 0;
-// sources is -source-ips, passed on.
-func (l *loadProcs) start(self, url, sources string, procs, n, msgs int) error {
+// sources is -source-ips and client -client, passed on.
+func (l *loadProcs) start(self, url, sources, client string, procs, n, msgs int) error {
 	l.recv = make([]int64, procs)
 	l.results = make([]*fleetResult, procs)
 	l.readyCh = make(chan int, procs)
@@ -47,7 +47,7 @@ func (l *loadProcs) start(self, url, sources string, procs, n, msgs int) error {
 	l.started = time.Now()
 	for i := range procs {
 		k := min(per, n-i*per)
-		args := []string{"-fleet", "-url", url, "-conns", strconv.Itoa(k), "-fleet-first", strconv.Itoa(1 + i*per), "-msgs", strconv.Itoa(msgs)}
+		args := []string{"-fleet", "-url", url, "-conns", strconv.Itoa(k), "-fleet-first", strconv.Itoa(1 + i*per), "-msgs", strconv.Itoa(msgs), "-client", client}
 		if sources != "" {
 			args = append(args, "-source-ips", sources)
 		}

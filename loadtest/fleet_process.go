@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // fleetResult is what a load-generator process reports at the end.
@@ -28,7 +26,6 @@ type fleetResult struct {
 func runFleet(url string, n, first, msgs int) error {
 	ctx := context.Background()
 	f := fleet{ackMark: []byte(`"type":"join"`)}
-	f.conns = make([]*websocket.Conn, n)
 	join := []byte(`{"type":"join","room":"big"}`)
 	if _, err := f.rampFrom(ctx, url, func(int) []byte { return join }, n, first, 64, func(int) {}); err != nil {
 		return err

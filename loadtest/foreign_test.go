@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,6 +143,7 @@ func TestForeignServer(t *testing.T) {
 	for _, extra := range [][]string{
 		{"-publisher-receives=false"},
 		{"-publish-url", base + "/publish"}, // nobody sends: every member receives
+		{"-publisher-receives=false", "-client", "gorilla"},
 	} {
 		code, report := runLoadtest(t, append(common, extra...)...)
 		if code != 0 || len(report) != 1 {
@@ -161,6 +163,9 @@ func TestForeignServer(t *testing.T) {
 		}
 		if cmd, _ := r["command"].(string); !strings.Contains(cmd, "-url "+ws) || !strings.HasPrefix(cmd, "loadtest ") {
 			t.Errorf("command %q", cmd)
+		}
+		if want := map[bool]string{false: "lean", true: "gorilla"}[slices.Contains(extra, "gorilla")]; r["client"] != want {
+			t.Errorf("%v: client %v, want %s", extra, r["client"], want)
 		}
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // This file holds what connections send: the hello (join) frame and the
@@ -35,14 +33,14 @@ func helloFrame(room string) []byte {
 }
 
 // publish sends message i to room, carrying its send time.
-func publish(pub *websocket.Conn, i int, room string) error {
+func publish(pub wsClient, i int, room string) error {
 	now := time.Now().UnixNano()
 	if ext == nil {
-		return pub.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"chat","room":%q,"data":{"seq":%d,"t":%d}}`, room, i, now))
+		return pub.WriteText(fmt.Appendf(nil, `{"type":"chat","room":%q,"data":{"seq":%d,"t":%d}}`, room, i, now))
 	}
 	body := strings.NewReplacer("{room}", room, "{t}", fmt.Sprint(now)).Replace(ext.publish)
 	if ext.publishURL == "" {
-		return pub.WriteMessage(websocket.TextMessage, []byte(body))
+		return pub.WriteText([]byte(body))
 	}
 	req, err := http.NewRequest(http.MethodPost, ext.publishURL, strings.NewReader(body))
 	if err != nil {

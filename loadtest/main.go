@@ -52,6 +52,7 @@ func run(prog string, args []string) int {
 	if serverArgs = harnessArgs(cfg); len(serverArgs) > 0 {
 		fmt.Fprintf(os.Stderr, "loadtest: our servers run with %v: one publisher sends past the default 50 messages a second\n", serverArgs)
 	}
+	wsClientKind = cfg.client
 	if sourceIPs, err = parseSourceIPs(cfg.sourceIPs); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		return 2

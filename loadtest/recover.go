@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // recoveryResult is what -storm -storm-missed measures.
@@ -56,7 +54,7 @@ func (t *targetRun) recoverStorm(ctx context.Context, rooms int) *recoveryResult
 	}
 	fmt.Fprintf(os.Stderr, "%s: storm: %d messages published to each of %d rooms while away; reconnecting %d\n", t.target, t.cfg.stormMissed, rooms, t.cfg.conns)
 	var current atomic.Int64
-	conns := make([]*websocket.Conn, t.cfg.conns)
+	conns := make([]wsClient, t.cfg.conns)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range t.cfg.conns {
@@ -137,13 +135,13 @@ func publishRoom(ctx context.Context, url string, r int, room string, n int) (ro
 	}
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if err := c.WriteMessage(websocket.TextMessage, helloFrame(room)); err != nil {
+	if err := c.WriteText(helloFrame(room)); err != nil {
 		return roomPos{}, err
 	}
 	var before roomPos
 	for before.Epoch == "" {
 		var m inMsg
-		if err := c.ReadJSON(&m); err != nil {
+		if err := readJSON(c, &m); err != nil {
 			return roomPos{}, fmt.Errorf("no join acknowledgement: %w", err)
 		}
 		if m.Type == "join" && m.Room == room && m.Data.Epoch != "" {
@@ -157,7 +155,7 @@ func publishRoom(ctx context.Context, url string, r int, room string, n int) (ro
 	}
 	for {
 		var m inMsg
-		if err := c.ReadJSON(&m); err != nil {
+		if err := readJSON(c, &m); err != nil {
 			return roomPos{}, fmt.Errorf("own messages did not come back: %w", err)
 		}
 		if m.Type == "chat" && m.Offset >= before.Offset+uint64(n) {
@@ -169,7 +167,7 @@ func publishRoom(ctx context.Context, url string, r int, room string, n int) (ro
 // recoverOne brings connection i back, rejoins room from since, and reads
 // until it has every message after since that was published while it was
 // away; it reports whether it did, counting the outcome in res.
-func (t *targetRun) recoverOne(ctx context.Context, i int, room string, since roomPos, res *recoveryResult) (*websocket.Conn, bool) {
+func (t *targetRun) recoverOne(ctx context.Context, i int, room string, since roomPos, res *recoveryResult) (wsClient, bool) {
 	c, _, err := reconnect(ctx, i, t.p.wsURL)
 	if err != nil {
 		atomic.AddInt64(&res.Failed, 1)
@@ -177,7 +175,7 @@ func (t *targetRun) recoverOne(ctx context.Context, i int, room string, since ro
 	}
 	join, _ := json.Marshal(map[string]any{"type": "join", "room": room, "data": map[string]any{"since": since}})
 	c.SetReadDeadline(time.Now().Add(time.Minute))
-	if c.WriteMessage(websocket.TextMessage, join) != nil {
+	if c.WriteText(join) != nil {
 		atomic.AddInt64(&res.Failed, 1)
 		return c, false
 	}
@@ -185,7 +183,7 @@ func (t *targetRun) recoverOne(ctx context.Context, i int, room string, since ro
 	acked := false
 	for next <= last {
 		var m inMsg
-		if c.ReadJSON(&m) != nil {
+		if readJSON(c, &m) != nil {
 			atomic.AddInt64(&res.Failed, 1)
 			return c, false
 		}

@@ -13,6 +13,7 @@ import (
 // bit in na: it is null in report.json and "n/a" in the tables, never 0.
 type result struct {
 	Target          string
+	Client          string // the load generator's WebSocket client (-client)
 	Conns           int
 	Rooms           int
 	Messages        int
@@ -88,6 +89,7 @@ type resultJSON struct {
 	Memory          []memPoint   `json:"rss_while_ramping"`
 	Storm           *stormResult `json:"storm,omitempty"`
 	Command         string       `json:"command"`
+	Client          string       `json:"client"`
 	ServerEnv       []string     `json:"server_env,omitempty"` // inherited settings that are not the defaults
 	Thresholds      []verdict    `json:"thresholds"`
 	Passed          bool         `json:"passed"`
@@ -128,7 +130,7 @@ func (r *result) wire(command string) resultJSON {
 		P99ms:           opt(r, figLatency, r.P99ms),
 		MaxMs:           opt(r, figLatency, r.MaxMs),
 		Latency:         r.Latency, Memory: mem, Storm: r.Storm,
-		Command: command, ServerEnv: serverEnv, Thresholds: th, Passed: passed(th),
+		Command: command, Client: r.Client, ServerEnv: serverEnv, Thresholds: th, Passed: passed(th),
 	}
 }
 

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // stormPoint is one sample of a reconnect storm: how many connections had
@@ -70,7 +68,7 @@ func (t *targetRun) storm(ctx context.Context) *stormResult {
 				atomic.AddInt64(&res.Failed, 1)
 				return
 			}
-			if c.WriteMessage(websocket.TextMessage, helloFrame(roomOf(i, t.cfg.rooms))) != nil {
+			if c.WriteText(helloFrame(roomOf(i, t.cfg.rooms))) != nil {
 				atomic.AddInt64(&res.Failed, 1)
 				return
 			}
@@ -119,7 +117,7 @@ func (t *targetRun) sampleStorm(ctx context.Context, res *stormResult, start tim
 
 // reconnect brings connection i back as realtime.js does, and reports how
 // many times the server turned it away with 503.
-func reconnect(ctx context.Context, i int, url string) (*websocket.Conn, int, error) {
+func reconnect(ctx context.Context, i int, url string) (wsClient, int, error) {
 	throttled := 0
 	backoff := 500 * time.Millisecond
 	delay := time.Duration(rand.Int64N(int64(backoff)))
@@ -129,17 +127,15 @@ func reconnect(ctx context.Context, i int, url string) (*websocket.Conn, int, er
 		case <-ctx.Done():
 			return nil, throttled, ctx.Err()
 		}
-		c, resp, err := dialer(i, url).DialContext(ctx, url, nil)
+		c, err := dialWS(ctx, i, url)
 		if err == nil {
 			return c, throttled, nil
 		}
 		backoff = min(30*time.Second, 2*backoff)
 		delay = time.Duration(rand.Int64N(int64(backoff)))
-		if resp != nil && resp.StatusCode == 503 {
+		if wait, is503 := serviceUnavailable(err); is503 {
 			throttled++
-			var secs int
-			fmt.Sscan(resp.Header.Get("Retry-After"), &secs)
-			delay = time.Duration(secs)*time.Second + time.Duration(rand.IntN(500))*time.Millisecond
+			delay = wait + time.Duration(rand.IntN(500))*time.Millisecond
 		}
 	}
 	return nil, throttled, fmt.Errorf("connection %d did not come back", i)

@@ -39,7 +39,7 @@ func runTarget(ctx context.Context, cfg *config, target string) (result, error) 
 		door = "http"
 	}
 	t := &targetRun{cfg: cfg, target: target, impl: impl,
-		r: result{Target: target, Conns: cfg.conns, Messages: cfg.msgs, Rooms: max(cfg.rooms, 1)}}
+		r: result{Target: target, Conns: cfg.conns, Messages: cfg.msgs, Rooms: max(cfg.rooms, 1), Client: cfg.client}}
 	stop, err := t.startTargetServer(door)
 	if err != nil {
 		return t.r, err
@@ -132,7 +132,7 @@ func (t *targetRun) ramp(ctx context.Context) error {
 	} else if ext != nil {
 		t.f.ackMark = []byte("\x00never") // no acknowledgement expected
 	}
-	fmt.Fprintf(os.Stderr, "%s: ramping %d connections\n", target, n)
+	fmt.Fprintf(os.Stderr, "%s: ramping %d connections (%s client)\n", target, n, t.cfg.client)
 	if path := os.Getenv("LOADTEST_PPROF"); path != "" && t.impl == "realtime" {
 		go profile(p.httpURL, filepath.Join(t.cfg.outDir, target+"-ramp-"+path), 3*time.Second)
 		defer profileSelf(filepath.Join(t.cfg.outDir, target+"-ramp-generator-"+path))()
