@@ -22,6 +22,10 @@ import (
 // runtime's netpoller, no duplicate descriptor and no close of the original
 // (five system calls per connect, and a net.TCPConn).
 //
+// Accepted sockets have TCP_NODELAY, as Go's own Accept gives them, and no
+// TCP keep-alive (the listener's KeepAlive setting applies to its own
+// Accept only).
+//
 // It accepts from a duplicate of the listener's descriptor (Go's listener
 // cannot wait on a raw accept). Closing the listener does not close the
 // duplicate: Accept notices it within closeCheck, and Close ends a waiting
@@ -49,6 +53,14 @@ func NewAcceptor(ln net.Listener) (*Acceptor, error) {
 	orig, err := tl.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotPollable, err)
+	}
+	// Accepted sockets inherit TCP_NODELAY from the listening one: set once
+	// here, it spares the setsockopt Go's Accept makes per connection.
+	var optErr error
+	if err := orig.Control(func(fd uintptr) {
+		optErr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}); err != nil || optErr != nil {
+		return nil, fmt.Errorf("%w: TCP_NODELAY: %v", ErrNotPollable, errors.Join(err, optErr))
 	}
 	f, err := tl.File()
 	if err != nil {

@@ -28,7 +28,8 @@ func acceptAsync(a *Acceptor) chan accepted {
 }
 
 // An accepted descriptor is the connection's, non-blocking, close-on-exec,
-// and named by the client's address as net formats it.
+// without Nagle's delay, and named by the client's address as net formats
+// it.
 func TestAcceptorGivesOwnedNonBlockingDescriptors(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -49,6 +50,9 @@ func TestAcceptorGivesOwnedNonBlockingDescriptors(t *testing.T) {
 		fdFlags, err := unix.FcntlInt(uintptr(r.fd), unix.F_GETFD, 0)
 		require.NoError(t, err)
 		assert.NotZero(t, fdFlags&unix.FD_CLOEXEC, "close-on-exec")
+		nodelay, err := unix.GetsockoptInt(r.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		require.NoError(t, err)
+		assert.Equal(t, 1, nodelay, "TCP_NODELAY, as Go's Accept sets it: no Nagle delay on small frames")
 		buf := make([]byte, 8)
 		_, err = Read(r.fd, buf)
 		assert.ErrorIs(t, err, ErrWouldBlock)
