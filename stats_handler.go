@@ -85,5 +85,11 @@ func (h *Handler) Stats() HandlerStats {
 	return st
 }
 
+// Turnover returns how many connections the handler has accepted plus how
+// many have closed, so far: Accepted + Closed of Stats, read without the
+// rest of Stats (cheap enough to poll often, to tell a burst of connects).
+// Safe for concurrent use.
+func (h *Handler) Turnover() uint64 { return h.stats.accepted.Load() + h.stats.closed.Load() }
+
 // Connections returns how many connections the handler holds now.
 func (h *Handler) Connections() int { return int(h.eng.live.Load()) }

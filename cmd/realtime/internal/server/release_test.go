@@ -2,47 +2,95 @@ package server
 
 import (
 	"context"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 )
 
-// A release follows a burst of at least the burst size at the first tick
-// that sees no new event; a burst still going on, or a trickle below the
-// size, gets none; each burst gets one.
-func TestReleaseAfterBursts(t *testing.T) {
-	vals := make(chan uint64) // what each read of the event count returns
-	tick := make(chan time.Time)
-	var releases atomic.Uint64
+// burstRun drives a burstPolicy tick by tick and records what it did.
+type burstRun struct {
+	vals chan uint64 // what each read of the event count returns
+	tick chan time.Time
+	done chan int
+
+	mu  sync.Mutex
+	log []string // "gc 100", "gc 25", "release"
+}
+
+func startBurstRun(p burstPolicy) (*burstRun, context.CancelFunc) {
+	r := &burstRun{vals: make(chan uint64), tick: make(chan time.Time), done: make(chan int)}
+	gc := 25
+	p.setGCPercent = func(v int) int {
+		r.note("gc " + itoa(v))
+		old := gc
+		gc = v
+		return old
+	}
+	p.release = func() { r.note("release") }
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	go func() {
-		done <- releaseAfterBursts(ctx, func() uint64 { return <-vals }, tick, 100, func() { releases.Add(1) })
-	}()
-	vals <- 0 // the count when it starts
-	// at ticks with the count at v and returns the releases made before
-	// this tick (the previous tick's work is done once this one is taken).
-	at := func(v uint64) uint64 {
-		tick <- time.Time{}
-		r := releases.Load()
-		vals <- v
-		return r
-	}
-	at(50)
-	at(50)
-	assert.Equal(t, uint64(0), at(50), "50 events are no burst")
+	go func() { r.done <- p.run(ctx, func() uint64 { return <-r.vals }, r.tick) }()
+	r.vals <- 0 // the count when it starts
+	return r, cancel
+}
+
+func (r *burstRun) note(s string) { r.mu.Lock(); r.log = append(r.log, s); r.mu.Unlock() }
+
+// at ticks with the count at v and returns what the policy did at the
+// previous tick (its work is done once this one is taken).
+func (r *burstRun) at(v uint64) []string {
+	r.tick <- time.Time{}
+	r.mu.Lock()
+	got := r.log
+	r.log = nil
+	r.mu.Unlock()
+	r.vals <- v
+	return got
+}
+
+func itoa(v int) string { return map[int]string{25: "25", 100: "100"}[v] }
+
+// A release follows a burst of at least the burst size once a tick saw no
+// new event; a burst still going on, or a trickle below the size, gets
+// none; each burst gets one.
+func TestReleaseAfterBursts(t *testing.T) {
+	r, cancel := startBurstRun(burstPolicy{size: 100, start: 1000, quietTicks: 1})
+	r.at(50)
+	r.at(50)
+	assert.Empty(t, r.at(50), "50 events are no burst")
 	for v := uint64(80); v <= 200; v += 30 {
-		assert.Equal(t, uint64(0), at(v), "no release while the burst lasts")
+		assert.Empty(t, r.at(v), "no release while the burst lasts")
 	}
-	at(200) // quiet: released
-	assert.Equal(t, uint64(1), at(200), "released once the burst settled")
-	at(200)
-	assert.Equal(t, uint64(1), at(250), "one release per burst")
-	at(300)
-	at(300)
-	assert.Equal(t, uint64(2), at(300), "the next burst gets its own")
+	r.at(200) // quiet: released
+	assert.Equal(t, []string{"release"}, r.at(200), "released once the burst settled")
+	r.at(200)
+	assert.Empty(t, r.at(250), "one release per burst")
+	r.at(300)
+	r.at(300)
+	assert.Equal(t, []string{"release"}, r.at(300), "the next burst gets its own")
 	cancel()
-	assert.Equal(t, 2, <-done)
+	assert.Equal(t, 2, <-r.done)
+}
+
+// A tick with start events or more raises GOGC for the burst; it is
+// restored, before the release, once quietTicks ticks saw nothing; a
+// trickle under start leaves it alone; a burst cut short by the end of the
+// server restores it too.
+func TestBurstRaisesGCPercentWhileItLasts(t *testing.T) {
+	r, cancel := startBurstRun(burstPolicy{size: 100, start: 20, quietTicks: 2, gcPercent: 100})
+	r.at(10)
+	assert.Empty(t, r.at(25), "10 events in a tick are no burst")
+	assert.Empty(t, r.at(60), "nor 15")
+	assert.Equal(t, []string{"gc 100"}, r.at(90), "35 in a tick start one")
+	assert.Empty(t, r.at(150), "raised once")
+	r.at(150)
+	assert.Empty(t, r.at(150), "one quiet tick is not enough")
+	assert.Equal(t, []string{"gc 25", "release"}, r.at(150), "settled: GOGC back, then the release")
+	assert.Empty(t, r.at(150))
+	r.at(200)
+	assert.Equal(t, []string{"gc 100"}, r.at(200))
+	cancel()
+	assert.Equal(t, 1, <-r.done)
+	assert.Equal(t, []string{"gc 25"}, r.log, "restored when the server stops")
 }

@@ -72,6 +72,12 @@ type Options struct {
 	// server runs one garbage collection and returns free memory to the OS
 	// (the handshakes' garbage), as a JVM's periodic collection does.
 	KeepMemory bool
+	// BurstGCPercent is GOGC while a burst of connects and closes lasts (100
+	// or more in 100 ms, until a second without any), restored after it: a
+	// storm's handshakes then pay fewer collections, and the heap it grows
+	// is returned by the release. 0 leaves the collector alone; the binary
+	// sets 100 when it set GOGC itself.
+	BurstGCPercent int
 }
 
 // Run serves until ctx ends, then shuts down gracefully: every WebSocket gets
@@ -110,8 +116,8 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger, ready func()) e
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hubDone, rbDone := runBackground(ctx, hub, rb)
-	if !opts.KeepMemory {
-		go releaseMemory(ctx, func() uint64 { s := handler.Stats(); return s.Accepted + s.Closed })
+	if !opts.KeepMemory || opts.BurstGCPercent > 0 {
+		go watchBursts(ctx, handler.Turnover, opts.BurstGCPercent, !opts.KeepMemory)
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
