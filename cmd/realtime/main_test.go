@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -65,4 +66,10 @@ func TestEmptyEnvIsUnset(t *testing.T) {
 	pprof := fs.Bool("pprof", false, "pprof")
 	require.NoError(t, flagsFromEnv(fs, func(k string) (string, bool) { return "", k == "REALTIME_PPROF" }))
 	assert.False(t, *pprof)
+}
+
+// The server samples no allocations unless it serves pprof: the profile's
+// stack table is resident memory nobody asked for.
+func TestNoMemoryProfilingByDefault(t *testing.T) {
+	assert.Equal(t, 0, runtime.MemProfileRate)
 }
