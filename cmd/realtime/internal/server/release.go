@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"time"
 )
@@ -101,5 +102,13 @@ func watchBursts(ctx context.Context, events func() uint64, gcPercent int, relea
 	p.run(ctx, events, t.C)
 }
 
-// freeOSMemory is the release: one collection, free pages back to the OS.
-func freeOSMemory() { debug.FreeOSMemory() }
+// freeOSMemory is the release: two collections, free pages back to the OS.
+// The first only moves what sync.Pools hold (the send queues, frames and
+// buffers the burst recycled) to their victim caches; the second drops
+// them, so their pages can go back too: about 175 B per connection of 10,000
+// in 100 rooms stayed resident after one (the load test's RSS 3 s after the
+// ramp against its figure after one more collection).
+func freeOSMemory() {
+	runtime.GC()
+	debug.FreeOSMemory()
+}
