@@ -48,7 +48,9 @@ type engine struct {
 	beforeRegister func()
 	// rawHandshakeWaits, when a test sets it, runs when a raw handshake's
 	// head was not all there at once and the handshake goes on blocking.
-	rawHandshakeWaits func()
+	// Atomic: the raw door's reads and writes are not seen by the race
+	// detector as ordering the test's setting of it.
+	rawHandshakeWaits atomic.Pointer[func()]
 }
 
 func newEngine(h *Handler) *engine {

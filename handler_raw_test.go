@@ -49,8 +49,12 @@ func TestRawDoorSendsResponseWithGreeting(t *testing.T) {
 // (TCP_DEFER_ACCEPT), so its head too arrives whole.
 func TestRawHandshakeWholeOrInPieces(t *testing.T) {
 	ts := newTestServer(t, rawDoor, HandlerConfig{})
+	// A connection made before Serve set TCP_DEFER_ACCEPT may be accepted
+	// before its request arrives: one whole connection first.
+	dial(t, ts.url, nil).ws.Close()
 	var waits atomic.Int32
-	ts.handler.eng.rawHandshakeWaits = func() { waits.Add(1) }
+	hook := func() { waits.Add(1) }
+	ts.handler.eng.rawHandshakeWaits.Store(&hook)
 	addr := strings.TrimSuffix(strings.TrimPrefix(ts.url, "ws://"), "/ws")
 	req := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"

@@ -42,8 +42,8 @@ func (h *Handler) serveRawFD(fd int, remote string) {
 	}
 	end := bytes.Index(buf[:n], crlf2)
 	if end < 0 {
-		if h.eng.rawHandshakeWaits != nil {
-			h.eng.rawHandshakeWaits()
+		if hook := h.eng.rawHandshakeWaits.Load(); hook != nil {
+			(*hook)()
 		}
 		nc, err := fdConn(fd)
 		if err != nil {
