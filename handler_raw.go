@@ -17,67 +17,28 @@ import (
 // ErrHandlerClosed after Shutdown, or the listener's error. It closes ln
 // when it returns.
 //
-// On Linux a *net.TCPListener's connections are accepted as bare descriptors
-// from a duplicate of its own, with TCP_DEFER_ACCEPT set on the socket (a
-// connection is handed over once its request has begun to arrive, or after
-// HandshakeTimeout): a request head that has arrived whole is upgraded
-// from one read. Those sockets get TCP_NODELAY, as net's do, but no TCP
-// keep-alive (the heartbeat, PingInterval, finds dead peers). Closing ln
-// yourself still ends Serve, within 100 ms.
+// On Linux a *net.TCPListener's connections are accepted as bare
+// descriptors (netpoll.Acceptor), with TCP_DEFER_ACCEPT and TCP_NODELAY set
+// on its socket (they stay set): a connection is handed over once its
+// request has begun to arrive, or after HandshakeTimeout, and a request head
+// that has arrived whole is upgraded from one read. Those sockets get
+// TCP_NODELAY, as net's do, but no TCP keep-alive (the heartbeat,
+// PingInterval, finds dead peers). Closing ln yourself frees its port at
+// once and ends Serve within 100 ms, with an error matching net.ErrClosed.
 func (h *Handler) Serve(ln net.Listener) error {
-	// A TCP listener's connections are accepted as bare descriptors: most
-	// handshakes are read whole at once and the descriptor goes straight to
-	// epoll (serveRawFD). Other listeners give net.Conns.
-	acc, _ := netpoll.NewAcceptor(ln)
-	var closer io.Closer
-	if acc != nil {
-		closer = acc
-		if err := acc.DeferAccept(h.cfg.HandshakeTimeout); err != nil {
-			h.logger.Warn("realtime: TCP_DEFER_ACCEPT", "err", err)
-		}
-	}
-	h.lnMu.Lock()
-	if h.eng.stopping.Load() {
-		h.lnMu.Unlock()
-		ln.Close()
-		if acc != nil {
-			acc.Close()
-		}
+	acc := h.acceptorFor(ln)
+	if !h.addListener(ln, acc) {
 		return ErrHandlerClosed
 	}
-	h.listeners[ln] = closer
-	h.lnMu.Unlock()
-	defer func() {
-		h.lnMu.Lock()
-		delete(h.listeners, ln)
-		h.lnMu.Unlock()
-		ln.Close()
-		if acc != nil {
-			acc.Close()
-		}
-	}()
+	defer h.removeListener(ln, acc)
 	var backoff time.Duration
 	for {
-		var err error
-		if acc != nil {
-			var fd int
-			var remote string
-			if fd, remote, err = acc.Accept(); err == nil {
-				h.eng.handshakes.Add(1)
-				go h.serveRawFD(fd, remote)
-			}
-		} else {
-			var nc net.Conn
-			if nc, err = ln.Accept(); err == nil {
-				h.eng.handshakes.Add(1)
-				go h.serveRaw(nc)
-			}
-		}
+		err := h.acceptOne(ln, acc)
 		if err == nil {
 			backoff = 0
 			continue
 		}
-		if h.eng.stopping.Load() {
+		if h.eng.stopping.Load() || errors.Is(err, ErrHandlerClosed) {
 			return ErrHandlerClosed
 		}
 		var ne net.Error
@@ -90,6 +51,78 @@ func (h *Handler) Serve(ln net.Listener) error {
 		}
 		return fmt.Errorf("realtime: accept: %w", err)
 	}
+}
+
+// acceptorFor returns the Acceptor of a TCP listener, its socket set to
+// hand over connections once their request has begun to arrive; nil for
+// other listeners (their connections come from their own Accept).
+func (h *Handler) acceptorFor(ln net.Listener) *netpoll.Acceptor {
+	acc, err := netpoll.NewAcceptor(ln)
+	if err != nil {
+		return nil
+	}
+	if err := acc.DeferAccept(h.cfg.HandshakeTimeout); err != nil {
+		h.logger.Warn("realtime: TCP_DEFER_ACCEPT", "err", err)
+	}
+	return acc
+}
+
+// addListener records ln (and acc) for Shutdown to close; false, with both
+// closed, when Shutdown has begun.
+func (h *Handler) addListener(ln net.Listener, acc *netpoll.Acceptor) bool {
+	h.lnMu.Lock()
+	defer h.lnMu.Unlock()
+	if h.eng.stopping.Load() {
+		closeListener(ln, acc)
+		return false
+	}
+	h.listeners[ln] = nil
+	if acc != nil {
+		h.listeners[ln] = acc
+	}
+	return true
+}
+
+func (h *Handler) removeListener(ln net.Listener, acc *netpoll.Acceptor) {
+	h.lnMu.Lock()
+	delete(h.listeners, ln)
+	h.lnMu.Unlock()
+	closeListener(ln, acc)
+}
+
+func closeListener(ln net.Listener, acc *netpoll.Acceptor) {
+	ln.Close()
+	if acc != nil {
+		acc.Close()
+	}
+}
+
+// acceptOne accepts one connection and starts its handshake, counted under
+// hsMu after a last look at stopping (enterUpgrade): counted after
+// Shutdown's Wait began, it would not be waited for.
+func (h *Handler) acceptOne(ln net.Listener, acc *netpoll.Acceptor) error {
+	if acc != nil {
+		fd, remote, err := acc.Accept()
+		if err != nil {
+			return err
+		}
+		if !h.enterUpgrade() {
+			netpoll.Close(fd)
+			return ErrHandlerClosed
+		}
+		go h.serveRawFD(fd, remote)
+		return nil
+	}
+	nc, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	if !h.enterUpgrade() {
+		nc.Close()
+		return ErrHandlerClosed
+	}
+	go h.serveRaw(nc)
+	return nil
 }
 
 // trackHandshake records a raw handshake in progress, so that Shutdown can
@@ -186,19 +219,29 @@ const tooLarge = "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: cl
 
 func (h *Handler) serveRaw(nc net.Conn) {
 	defer h.eng.handshakes.Done()
-	h.handshakeConn(nc, nil)
+	h.handshakeConn(nc, nil, addrString(nc.RemoteAddr()))
+}
+
+// addrString is a's String, or "" for none (net.FileConn leaves a reset
+// socket's peer address nil).
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 // handshakeConn reads nc's handshake under HandshakeTimeout, pre being what
-// was read of it already, and upgrades it or answers the refusal.
-func (h *Handler) handshakeConn(nc net.Conn, pre []byte) {
+// was read of it already, and upgrades it or answers the refusal. remote is
+// the client's address.
+func (h *Handler) handshakeConn(nc net.Conn, pre []byte, remote string) {
 	if !h.trackHandshake(nc) {
 		nc.Close() // shutting down
 		return
 	}
 	defer h.untrackHandshake(nc)
 	rec := &recorder{Conn: nc, pre: pre}
-	hs := h.newRawHandshake(nc.RemoteAddr().String())
+	hs := h.newRawHandshake(remote)
 	u := hs.upgrader()
 	if _, err := u.Upgrade(rec); err != nil {
 		if len(rec.buf) > MaxHandshakeBytes {

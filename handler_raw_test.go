@@ -103,3 +103,23 @@ func readUntil(t *testing.T, nc net.Conn, want string) string {
 	}
 	return string(got)
 }
+
+// Regression: a client that sends part of its request and then resets the
+// connection must not crash the server. The head is incomplete, so the
+// handshake goes on as a net.Conn, whose peer address net.FileConn leaves
+// nil once the socket is reset; the handshake took the address from it.
+func TestRawHandshakeResetAfterPartialRequest(t *testing.T) {
+	ts := newTestServer(t, rawDoor, HandlerConfig{})
+	dial(t, ts.url, nil).ws.Close() // Serve has set TCP_DEFER_ACCEPT
+	addr := strings.TrimSuffix(strings.TrimPrefix(ts.url, "ws://"), "/ws")
+	for range 20 {
+		nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		require.NoError(t, err)
+		_, err = nc.Write([]byte("GET /ws HTTP/1.1\r\n"))
+		require.NoError(t, err)
+		nc.(*net.TCPConn).SetLinger(0) // close with a reset
+		nc.Close()
+	}
+	time.Sleep(100 * time.Millisecond)
+	dial(t, ts.url, nil) // still serving
+}

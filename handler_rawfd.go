@@ -31,28 +31,23 @@ func (h *Handler) serveRawFD(fd int, remote string) {
 		return
 	}
 	buf := peekBufs.Get().(*[peekSize]byte)
-	defer peekBufs.Put(buf)
 	n, err := netpoll.Read(fd, buf[:])
 	switch {
 	case err == netpoll.ErrWouldBlock:
 		n = 0
 	case err != nil: // gone before it asked anything
+		peekBufs.Put(buf)
 		netpoll.Close(fd)
 		return
 	}
 	end := bytes.Index(buf[:n], crlf2)
 	if end < 0 {
-		if hook := h.eng.rawHandshakeWaits.Load(); hook != nil {
-			(*hook)()
-		}
-		nc, err := fdConn(fd)
-		if err != nil {
-			h.logger.Error("realtime: raw handshake", "remote", remote, "err", err)
-			return
-		}
-		h.handshakeConn(nc, bytes.Clone(buf[:n]))
+		pre := bytes.Clone(buf[:n])
+		peekBufs.Put(buf) // not held for as long as the client takes
+		h.waitForHead(fd, remote, pre)
 		return
 	}
+	defer peekBufs.Put(buf)
 	// What follows the head are the client's first frames; attach reads
 	// them before buf goes back to the pool.
 	head, early := buf[:end+4], buf[end+4:n]
@@ -70,6 +65,20 @@ func (h *Handler) serveRawFD(fd int, remote string) {
 		return
 	}
 	h.attachSocket(nil, fd, hs.id, early, rec.out) // the 101 leaves with the greeting
+}
+
+// waitForHead goes on with a handshake whose head was not all there (pre is
+// what was): the blocking way, as a net.Conn, under HandshakeTimeout.
+func (h *Handler) waitForHead(fd int, remote string, pre []byte) {
+	if hook := h.eng.rawHandshakeWaits.Load(); hook != nil {
+		(*hook)()
+	}
+	nc, err := fdConn(fd)
+	if err != nil {
+		h.logger.Error("realtime: raw handshake", "remote", remote, "err", err)
+		return
+	}
+	h.handshakeConn(nc, pre, remote)
 }
 
 // writeAndClose writes b to fd, as much as the socket takes without waiting
