@@ -3,13 +3,13 @@
 package netpoll
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
-	"sync/atomic"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,22 +26,23 @@ import (
 // TCP keep-alive (the listener's KeepAlive setting applies to its own
 // Accept only).
 //
-// It accepts from a duplicate of the listener's descriptor (Go's listener
-// cannot wait on a raw accept). Closing the listener does not close the
-// duplicate: Accept notices it within closeCheck, and Close ends a waiting
-// Accept at once. Accept may be called from one goroutine at a time; Close
-// from any.
+// It accepts on the listener's own descriptor (through its RawConn, so the
+// descriptor stays valid while it does) and, between connections, waits for
+// it or for Close in an epoll instance of its own (the listener's poller
+// cannot wait for a raw accept; an epoll registration, unlike poll(2), does
+// not keep a closed socket open). Closing the listener frees its port at
+// once; a waiting Accept notices within its check interval (100 ms).
+// Accept may be called from one goroutine at a time; Close from any, more
+// than once.
 type Acceptor struct {
-	orig syscall.RawConn // the listener's own descriptor: closed when the listener is
-	file *os.File        // the duplicate accepted from
-	rc   syscall.RawConn // file's
+	orig  syscall.RawConn // the listener's
+	check time.Duration   // the longest a wait lasts before Accept looks whether the listener was closed
 
-	closed atomic.Bool
+	mu        sync.Mutex
+	ep, wake  int  // the epoll instance, and the eventfd Close writes to end a wait; -1 once closed
+	closed    bool // Close was called
+	accepting bool // an Accept is running: it closes ep and wake when it sees closed
 }
-
-// closeCheck is how often an idle Accept checks whether the listener was
-// closed.
-const closeCheck = 100 * time.Millisecond
 
 // NewAcceptor returns an Acceptor for ln, or ErrNotPollable when ln is not
 // a *net.TCPListener (its connections must then come from ln.Accept).
@@ -54,25 +55,49 @@ func NewAcceptor(ln net.Listener) (*Acceptor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotPollable, err)
 	}
-	// Accepted sockets inherit TCP_NODELAY from the listening one: set once
-	// here, it spares the setsockopt Go's Accept makes per connection.
+	a := &Acceptor{orig: orig, check: 100 * time.Millisecond, ep: -1, wake: -1}
+	if err := a.setUp(); err != nil {
+		a.release()
+		return nil, fmt.Errorf("%w: %v", ErrNotPollable, err)
+	}
+	return a, nil
+}
+
+// setUp sets TCP_NODELAY on the listening socket (accepted sockets inherit
+// it: once here spares the setsockopt Go's Accept makes per connection),
+// and makes the epoll instance that waits for the listener and wake.
+func (a *Acceptor) setUp() error {
+	var err error
+	if a.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return fmt.Errorf("epoll: %w", err)
+	}
+	if a.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	if err = unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(a.wake)}); err != nil {
+		return fmt.Errorf("epoll: %w", err)
+	}
 	var optErr error
-	if err := orig.Control(func(fd uintptr) {
-		optErr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := a.orig.Control(func(fd uintptr) {
+		if optErr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); optErr == nil {
+			optErr = unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
+		}
 	}); err != nil || optErr != nil {
-		return nil, fmt.Errorf("%w: TCP_NODELAY: %v", ErrNotPollable, errors.Join(err, optErr))
+		return errors.Join(err, optErr)
 	}
-	f, err := tl.File()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotPollable, err)
+	return nil
+}
+
+// release closes the epoll instance and the eventfd; under mu, or before
+// the Acceptor is shared.
+func (a *Acceptor) release() {
+	if a.ep >= 0 {
+		unix.Close(a.ep)
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%w: %v", ErrNotPollable, err)
+	if a.wake >= 0 {
+		unix.Close(a.wake)
 	}
-	f.SetReadDeadline(time.Now().Add(closeCheck))
-	return &Acceptor{orig: orig, file: f, rc: rc}, nil
+	a.ep, a.wake = -1, -1
 }
 
 // Accept waits for the next connection and returns its descriptor, which the
@@ -81,43 +106,67 @@ func NewAcceptor(ln net.Listener) (*Acceptor, error) {
 // closed, or accept4's (EMFILE and the like; a connection aborted before it
 // was accepted is skipped).
 func (a *Acceptor) Accept() (int, string, error) {
-	var (
-		fd     = -1
-		sa     unix.Sockaddr
-		accErr error
-	)
-	accept := func(lfd uintptr) bool {
-		for {
-			fd, sa, accErr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			switch accErr {
-			case unix.EINTR, unix.ECONNABORTED:
-				continue
-			case unix.EAGAIN:
-				return false // wait until the listener is readable
-			}
-			return true
-		}
+	ep, ok := a.enter()
+	if !ok {
+		return -1, "", net.ErrClosed
 	}
+	defer a.leave()
 	for {
-		if a.orig.Control(func(uintptr) {}) != nil {
-			return -1, "", net.ErrClosed // the listener was closed
+		fd, sa, err := a.acceptNow()
+		if err != unix.EAGAIN {
+			if err != nil {
+				return -1, "", err
+			}
+			return fd, sockaddrString(sa), nil
 		}
-		err := a.rc.Read(accept)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			a.file.SetReadDeadline(time.Now().Add(closeCheck))
-			continue
-		}
-		if err != nil && a.closed.Load() {
+		var evs [2]unix.EpollEvent // EINTR, or the check interval passed: Accept looks again
+		unix.EpollWait(ep, evs[:], int(a.check/time.Millisecond))
+		if a.isClosed() {
 			return -1, "", net.ErrClosed
 		}
-		if err != nil {
-			return -1, "", err
-		}
-		if accErr != nil {
-			return -1, "", accErr
-		}
-		return fd, sockaddrString(sa), nil
 	}
+}
+
+// acceptNow is accept4 on the listener, which must not block; net.ErrClosed
+// when the listener was closed.
+func (a *Acceptor) acceptNow() (fd int, sa unix.Sockaddr, err error) {
+	cerr := a.orig.Control(func(lfd uintptr) {
+		for {
+			fd, sa, err = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if err != unix.EINTR && err != unix.ECONNABORTED {
+				return
+			}
+		}
+	})
+	if cerr != nil {
+		return -1, nil, net.ErrClosed
+	}
+	return fd, sa, err
+}
+
+func (a *Acceptor) enter() (ep int, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return -1, false
+	}
+	a.accepting = true
+	return a.ep, true
+}
+
+func (a *Acceptor) leave() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.accepting = false
+	if a.closed {
+		a.release()
+	}
+}
+
+func (a *Acceptor) isClosed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closed
 }
 
 // DeferAccept asks the kernel to hand over a connection only once its first
@@ -125,10 +174,11 @@ func (a *Acceptor) Accept() (int, string, error) {
 // seconds) for them: the client of a protocol where it speaks first (an
 // HTTP upgrade) then usually has its whole request waiting when Accept
 // returns. A connection with nothing sent by then is handed over anyway.
+// The option stays on the listening socket.
 func (a *Acceptor) DeferAccept(d time.Duration) error {
 	secs := int((d + time.Second - 1) / time.Second)
 	var err error
-	if cerr := a.rc.Control(func(fd uintptr) {
+	if cerr := a.orig.Control(func(fd uintptr) {
 		err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, max(secs, 1))
 	}); cerr != nil {
 		return cerr
@@ -136,11 +186,23 @@ func (a *Acceptor) DeferAccept(d time.Duration) error {
 	return err
 }
 
-// Close closes the duplicate descriptor (not the listener): a waiting Accept
-// returns net.ErrClosed.
+// Close ends a waiting Accept at once, and every later one; the listener
+// stays open (it is the caller's).
 func (a *Acceptor) Close() error {
-	a.closed.Store(true)
-	return a.file.Close()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	if a.accepting {
+		var one [8]byte // an eventfd adds the native-endian uint64 written
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(a.wake, one[:])
+		return nil // Accept releases them as it leaves
+	}
+	a.release()
+	return nil
 }
 
 // sockaddrString formats sa as net.TCPAddr.String does ("1.2.3.4:80",
