@@ -28,10 +28,14 @@ import (
 // before the flags are read; -pprof restores Go's rate. GODEBUG's
 // memprofilerate, when set, wins.
 func init() {
-	if !strings.Contains(os.Getenv("GODEBUG"), "memprofilerate=") {
+	if memProfileOff = !strings.Contains(os.Getenv("GODEBUG"), "memprofilerate="); memProfileOff {
 		runtime.MemProfileRate = 0
 	}
 }
+
+// memProfileOff says init turned allocation sampling off (GODEBUG did not
+// set a rate).
+var memProfileOff bool
 
 // defaultMemProfileRate is Go's runtime.MemProfileRate.
 const defaultMemProfileRate = 512 * 1024
@@ -72,7 +76,7 @@ func main() {
 		os.Exit(2)
 	}
 	flag.Parse()
-	if opts.Pprof && runtime.MemProfileRate == 0 {
+	if opts.Pprof && memProfileOff {
 		runtime.MemProfileRate = defaultMemProfileRate
 	}
 	opts.BurstGCPercent = setGCPercent()

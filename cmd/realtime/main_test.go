@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -71,5 +72,10 @@ func TestEmptyEnvIsUnset(t *testing.T) {
 // The server samples no allocations unless it serves pprof: the profile's
 // stack table is resident memory nobody asked for.
 func TestNoMemoryProfilingByDefault(t *testing.T) {
+	if strings.Contains(os.Getenv("GODEBUG"), "memprofilerate=") {
+		assert.False(t, memProfileOff, "GODEBUG's rate wins")
+		return
+	}
+	assert.True(t, memProfileOff)
 	assert.Equal(t, 0, runtime.MemProfileRate)
 }

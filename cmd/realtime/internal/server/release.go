@@ -22,8 +22,12 @@ import (
 // CPU per connect. The heap the storm grows is returned by the release.
 
 // The server's burst policy: a burst starts with burstStart connects or
-// closes in one burstTick and has settled after burstQuiet without any; it
-// is worth a release once it made burstSize since the last one.
+// closes in one burstTick; it has settled after burstQuiet of ticks with
+// fewer than a tenth of that (a pod always has some churn: waiting for none
+// would keep GOGC raised for good after one storm), and a release follows
+// once burstSize events came since the last one. Without a burst, a release
+// needs burstQuiet without any connect or close, as before bursts raised
+// GOGC.
 const (
 	burstSize  = 1000
 	burstStart = 100
@@ -35,7 +39,7 @@ const (
 type burstPolicy struct {
 	size       uint64 // events since the last release that make one worthwhile
 	start      uint64 // events in one tick that start a burst
-	quietTicks int    // ticks without an event that settle it
+	quietTicks int    // ticks under start/10 events (none, without a burst) that settle it
 	// gcPercent is GOGC while a burst lasts, set with setGCPercent, which
 	// returns the setting it replaces (restored when the burst settles);
 	// 0 leaves the collector alone.
@@ -44,47 +48,59 @@ type burstPolicy struct {
 	release      func() // nil: no release
 }
 
+// burstState is what burstPolicy.run tracks between ticks.
+type burstState struct {
+	last, base    uint64 // events at the last tick, and at the last release
+	quiet, silent int    // ticks in a row under the low-water mark, and with none
+	raised        bool   // GOGC is gcPercent for a burst
+	restore       int    // the GOGC to restore then (-1 is "off", a setting too)
+	releases      int
+}
+
 // run reads events (connects plus closes so far) at each tick until ctx
 // ends. A tick with start or more new events raises GOGC to gcPercent; once
-// quietTicks ticks in a row saw none, GOGC is restored and, if size or more
-// events came since the last release, release runs. It returns how many
-// releases it made.
+// quietTicks ticks in a row saw fewer than start/10, GOGC is restored and,
+// if size or more events came since the last release, release runs. It
+// returns how many releases it made.
 func (p burstPolicy) run(ctx context.Context, events func() uint64, tick <-chan time.Time) int {
-	last := events()
-	base := last // events at the last release
-	n, quiet, restore := 0, 0, -1
+	st := burstState{last: events()}
+	st.base = st.last
 	for {
 		select {
 		case <-ctx.Done():
-			if restore >= 0 {
-				p.setGCPercent(restore)
+			if st.raised {
+				p.setGCPercent(st.restore)
 			}
-			return n
+			return st.releases
 		case <-tick:
 		}
-		now := events()
-		delta := now - last
-		last = now
-		if delta > 0 {
-			quiet = 0
-		} else {
-			quiet++
-		}
-		if delta >= p.start && restore < 0 && p.gcPercent > 0 {
-			restore = p.setGCPercent(p.gcPercent)
-		}
-		if quiet != p.quietTicks {
-			continue
-		}
-		if restore >= 0 {
-			p.setGCPercent(restore)
-			restore = -1
-		}
-		if p.release != nil && now-base >= p.size {
-			p.release()
-			base = now
-			n++
-		}
+		p.step(&st, events())
+	}
+}
+
+// step is one tick, events being the count now.
+func (p burstPolicy) step(st *burstState, now uint64) {
+	delta := now - st.last
+	st.last = now
+	st.quiet, st.silent = st.quiet+1, st.silent+1
+	if delta >= max(p.start/10, 1) {
+		st.quiet = 0
+	}
+	if delta > 0 {
+		st.silent = 0
+	}
+	if delta >= p.start && !st.raised && p.gcPercent > 0 {
+		st.restore, st.raised = p.setGCPercent(p.gcPercent), true
+	}
+	settled := st.quiet == p.quietTicks && st.raised
+	if settled {
+		p.setGCPercent(st.restore)
+		st.raised = false
+	}
+	if (settled || st.silent == p.quietTicks) && p.release != nil && now-st.base >= p.size {
+		p.release()
+		st.base = now
+		st.releases++
 	}
 }
 

@@ -20,8 +20,12 @@ type burstRun struct {
 }
 
 func startBurstRun(p burstPolicy) (*burstRun, context.CancelFunc) {
+	return startBurstRunAt(p, 25)
+}
+
+// startBurstRunAt is startBurstRun with GOGC at gc to start with.
+func startBurstRunAt(p burstPolicy, gc int) (*burstRun, context.CancelFunc) {
 	r := &burstRun{vals: make(chan uint64), tick: make(chan time.Time), done: make(chan int)}
-	gc := 25
 	p.setGCPercent = func(v int) int {
 		r.note("gc " + itoa(v))
 		old := gc
@@ -49,7 +53,7 @@ func (r *burstRun) at(v uint64) []string {
 	return got
 }
 
-func itoa(v int) string { return map[int]string{25: "25", 100: "100"}[v] }
+func itoa(v int) string { return map[int]string{25: "25", 100: "100", -1: "off"}[v] }
 
 // A release follows a burst of at least the burst size once a tick saw no
 // new event; a burst still going on, or a trickle below the size, gets
@@ -93,4 +97,40 @@ func TestBurstRaisesGCPercentWhileItLasts(t *testing.T) {
 	cancel()
 	assert.Equal(t, 1, <-r.done)
 	assert.Equal(t, []string{"gc 25"}, r.log, "restored when the server stops")
+}
+
+// Regression: a pod always has some churn. A burst settles once the rate
+// falls under a tenth of the one that started it, not only when nothing at
+// all connects or closes (which left GOGC raised for good after one storm);
+// the release follows. Without a burst, a trickle gets no release.
+func TestBurstSettlesUnderSteadyChurn(t *testing.T) {
+	r, cancel := startBurstRun(burstPolicy{size: 100, start: 20, quietTicks: 3, gcPercent: 100})
+	v := uint64(0)
+	for range 10 { // a trickle of 1 a tick: no burst, never silent
+		v++
+		assert.Empty(t, r.at(v))
+	}
+	v += 500
+	r.at(v)
+	assert.Equal(t, []string{"gc 100"}, r.at(v+1))
+	v++
+	var log []string
+	for range 5 { // 1 a tick: under 20/10
+		v++
+		log = append(log, r.at(v)...)
+	}
+	assert.Equal(t, []string{"gc 25", "release"}, log, "settled while churning")
+	cancel()
+	<-r.done
+}
+
+// GOGC off (-1) before a burst is off again after it.
+func TestBurstRestoresGCOff(t *testing.T) {
+	r, cancel := startBurstRunAt(burstPolicy{size: 100, start: 20, quietTicks: 1, gcPercent: 100}, -1)
+	r.at(0)
+	r.at(50)
+	assert.Equal(t, []string{"gc 100"}, r.at(50))
+	assert.Equal(t, []string{"gc off"}, r.at(50))
+	cancel()
+	<-r.done
 }
