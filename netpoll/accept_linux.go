@@ -3,13 +3,13 @@
 package netpoll
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,21 +27,21 @@ import (
 // Accept only).
 //
 // It accepts on the listener's own descriptor (through its RawConn, so the
-// descriptor stays valid while it does) and, between connections, waits for
-// it or for Close in an epoll instance of its own (the listener's poller
-// cannot wait for a raw accept; an epoll registration, unlike poll(2), does
-// not keep a closed socket open). Closing the listener frees its port at
-// once; a waiting Accept notices within its check interval (100 ms).
-// Accept may be called from one goroutine at a time; Close from any, more
-// than once.
+// descriptor stays valid while it does) and, between connections, waits
+// until an epoll instance of its own, holding the listener, is readable:
+// that instance is what Go's poller waits on (it cannot wait for a raw
+// accept on the listener), with no thread blocked in a system call, and an
+// epoll registration, unlike a duplicate descriptor or poll(2), does not
+// keep a closed socket open. Closing the listener frees its port at once; a
+// waiting Accept notices within its check interval (100 ms). Accept may be
+// called from one goroutine at a time; Close from any, more than once.
 type Acceptor struct {
 	orig  syscall.RawConn // the listener's
+	ep    *os.File        // the epoll instance, in Go's poller
+	rc    syscall.RawConn // ep's
 	check time.Duration   // the longest a wait lasts before Accept looks whether the listener was closed
 
-	mu        sync.Mutex
-	ep, wake  int  // the epoll instance, and the eventfd Close writes to end a wait; -1 once closed
-	closed    bool // Close was called
-	accepting bool // an Accept is running: it closes ep and wake when it sees closed
+	closed atomic.Bool
 }
 
 // NewAcceptor returns an Acceptor for ln, or ErrNotPollable when ln is not
@@ -55,49 +55,43 @@ func NewAcceptor(ln net.Listener) (*Acceptor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotPollable, err)
 	}
-	a := &Acceptor{orig: orig, check: 100 * time.Millisecond, ep: -1, wake: -1}
-	if err := a.setUp(); err != nil {
-		a.release()
+	ep, err := listenerEpoll(orig)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotPollable, err)
 	}
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return nil, fmt.Errorf("%w: %v", ErrNotPollable, err)
+	}
+	a := &Acceptor{orig: orig, ep: ep, rc: rc, check: 100 * time.Millisecond}
+	ep.SetReadDeadline(time.Now().Add(a.check))
 	return a, nil
 }
 
-// setUp sets TCP_NODELAY on the listening socket (accepted sockets inherit
-// it: once here spares the setsockopt Go's Accept makes per connection),
-// and makes the epoll instance that waits for the listener and wake.
-func (a *Acceptor) setUp() error {
-	var err error
-	if a.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return fmt.Errorf("epoll: %w", err)
+// listenerEpoll sets TCP_NODELAY on the listening socket (accepted sockets
+// inherit it: once here spares the setsockopt Go's Accept makes per
+// connection) and returns a non-blocking epoll instance holding it, as a
+// file in Go's poller.
+func listenerEpoll(orig syscall.RawConn) (*os.File, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
 	}
-	if a.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return fmt.Errorf("eventfd: %w", err)
-	}
-	if err = unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(a.wake)}); err != nil {
-		return fmt.Errorf("epoll: %w", err)
-	}
-	var optErr error
-	if err := a.orig.Control(func(fd uintptr) {
-		if optErr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); optErr == nil {
-			optErr = unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
+	var opErr error
+	if err := orig.Control(func(fd uintptr) {
+		if opErr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); opErr == nil {
+			opErr = unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
 		}
-	}); err != nil || optErr != nil {
-		return errors.Join(err, optErr)
+	}); err != nil || opErr != nil {
+		unix.Close(ep)
+		return nil, errors.Join(err, opErr)
 	}
-	return nil
-}
-
-// release closes the epoll instance and the eventfd; under mu, or before
-// the Acceptor is shared.
-func (a *Acceptor) release() {
-	if a.ep >= 0 {
-		unix.Close(a.ep)
+	if err := unix.SetNonblock(ep, true); err != nil { // so that os.NewFile puts it in Go's poller
+		unix.Close(ep)
+		return nil, err
 	}
-	if a.wake >= 0 {
-		unix.Close(a.wake)
-	}
-	a.ep, a.wake = -1, -1
+	return os.NewFile(uintptr(ep), "acceptor-epoll"), nil
 }
 
 // Accept waits for the next connection and returns its descriptor, which the
@@ -106,24 +100,37 @@ func (a *Acceptor) release() {
 // closed, or accept4's (EMFILE and the like; a connection aborted before it
 // was accepted is skipped).
 func (a *Acceptor) Accept() (int, string, error) {
-	ep, ok := a.enter()
-	if !ok {
-		return -1, "", net.ErrClosed
-	}
-	defer a.leave()
+	var (
+		fd  = -1
+		sa  unix.Sockaddr
+		err error
+	)
 	for {
-		fd, sa, err := a.acceptNow()
-		if err != unix.EAGAIN {
-			if err != nil {
-				return -1, "", err
-			}
-			return fd, sockaddrString(sa), nil
-		}
-		var evs [2]unix.EpollEvent // EINTR, or the check interval passed: Accept looks again
-		unix.EpollWait(ep, evs[:], int(a.check/time.Millisecond))
-		if a.isClosed() {
+		if a.closed.Load() {
 			return -1, "", net.ErrClosed
 		}
+		rerr := a.rc.Read(func(ep uintptr) bool {
+			fd, sa, err = a.acceptNow()
+			if err != unix.EAGAIN {
+				return true
+			}
+			var evs [1]unix.EpollEvent // take the ready event: the instance reads as ready again only when a connection comes
+			unix.EpollWait(int(ep), evs[:], 0)
+			return false
+		})
+		switch {
+		case errors.Is(rerr, os.ErrDeadlineExceeded):
+			a.ep.SetReadDeadline(time.Now().Add(a.check))
+			if a.orig.Control(func(uintptr) {}) != nil {
+				return -1, "", net.ErrClosed // the listener was closed
+			}
+			continue
+		case rerr != nil:
+			return -1, "", net.ErrClosed // the Acceptor was closed
+		case err != nil:
+			return -1, "", err
+		}
+		return fd, sockaddrString(sa), nil
 	}
 }
 
@@ -142,31 +149,6 @@ func (a *Acceptor) acceptNow() (fd int, sa unix.Sockaddr, err error) {
 		return -1, nil, net.ErrClosed
 	}
 	return fd, sa, err
-}
-
-func (a *Acceptor) enter() (ep int, ok bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return -1, false
-	}
-	a.accepting = true
-	return a.ep, true
-}
-
-func (a *Acceptor) leave() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.accepting = false
-	if a.closed {
-		a.release()
-	}
-}
-
-func (a *Acceptor) isClosed() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.closed
 }
 
 // DeferAccept asks the kernel to hand over a connection only once its first
@@ -189,20 +171,10 @@ func (a *Acceptor) DeferAccept(d time.Duration) error {
 // Close ends a waiting Accept at once, and every later one; the listener
 // stays open (it is the caller's).
 func (a *Acceptor) Close() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
+	if a.closed.Swap(true) {
 		return nil
 	}
-	a.closed = true
-	if a.accepting {
-		var one [8]byte // an eventfd adds the native-endian uint64 written
-		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(a.wake, one[:])
-		return nil // Accept releases them as it leaves
-	}
-	a.release()
-	return nil
+	return a.ep.Close()
 }
 
 // sockaddrString formats sa as net.TCPAddr.String does ("1.2.3.4:80",
