@@ -68,7 +68,7 @@ func main() {
 	flag.BoolVar(&opts.InsecureDevAuth, "insecure-dev-auth", false, "INSECURE: take the user ID from ?user= (demo and load tests only)")
 	flag.StringVar(&opts.AdminAddr, "admin-addr", "", "optional address of this process alone for /healthz, /readyz, /metrics and /debug/stats (needed with -reuseport)")
 	flag.BoolVar(&opts.ReusePort, "reuseport", false, "open -addr and -raw-addr with SO_REUSEPORT, so that several server processes share a port")
-	flag.BoolVar(&opts.KeepMemory, "keep-memory", false, "do not run a collection and return free memory to the OS when a burst of 1,000+ connects or closes has settled (1 s without any)")
+	flag.BoolVar(&opts.KeepMemory, "keep-memory", false, "do not run collections and return free memory to the OS when a burst of 1,000+ connects or closes has settled")
 	flag.BoolVar(&opts.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ (profiling only)")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
 	if err := flagsFromEnv(flag.CommandLine, os.LookupEnv); err != nil {

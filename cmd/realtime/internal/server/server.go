@@ -68,12 +68,13 @@ type Options struct {
 	// on both; this only makes a single address be treated as a cluster).
 	RedisCluster bool
 	// KeepMemory turns off the release after bursts: by default, once 1,000
-	// or more connects and closes are followed by a second without any, the
-	// server runs one garbage collection and returns free memory to the OS
-	// (the handshakes' garbage), as a JVM's periodic collection does.
+	// or more connects and closes have settled (see release.go), the server
+	// runs two garbage collections and returns free memory to the OS (the
+	// handshakes' garbage), as a JVM's periodic collection does.
 	KeepMemory bool
 	// BurstGCPercent is GOGC while a burst of connects and closes lasts (100
-	// or more in 100 ms, until a second without any), restored after it: a
+	// or more in 100 ms, until a second at under 10 per 100 ms), restored
+	// after it: a
 	// storm's handshakes then pay fewer collections, and the heap it grows
 	// is returned by the release. 0 leaves the collector alone; the binary
 	// sets 100 when it set GOGC itself.
