@@ -53,7 +53,7 @@ func (r *burstRun) at(v uint64) []string {
 	return got
 }
 
-func itoa(v int) string { return map[int]string{25: "25", 100: "100", -1: "off"}[v] }
+func itoa(v int) string { return map[int]string{25: "25", 100: "100", 200: "200", -1: "off"}[v] }
 
 // A release follows a burst of at least the burst size once a tick saw no
 // new event; a burst still going on, or a trickle below the size, gets
@@ -124,13 +124,112 @@ func TestBurstSettlesUnderSteadyChurn(t *testing.T) {
 	<-r.done
 }
 
-// GOGC off (-1) before a burst is off again after it.
-func TestBurstRestoresGCOff(t *testing.T) {
-	r, cancel := startBurstRunAt(burstPolicy{size: 100, start: 20, quietTicks: 1, gcPercent: 100}, -1)
-	r.at(0)
-	r.at(50)
-	assert.Equal(t, []string{"gc 100"}, r.at(50))
-	assert.Equal(t, []string{"gc off"}, r.at(50))
+// A burst does not turn a collector that was off on, nor lower a higher
+// GOGC: the setting is put back in the same tick.
+func TestBurstLeavesGCOffOrHigherAlone(t *testing.T) {
+	for _, gc := range []int{-1, 200} {
+		r, cancel := startBurstRunAt(burstPolicy{size: 100, start: 20, quietTicks: 1, gcPercent: 100}, gc)
+		r.at(0)
+		r.at(50)
+		want := map[int]string{-1: "gc off", 200: "gc "}[gc]
+		got := r.at(50)
+		assert.Len(t, got, 2)
+		if gc == -1 {
+			assert.Equal(t, []string{"gc 100", want}, got)
+		}
+		assert.Empty(t, r.at(50), "nothing to restore")
+		cancel()
+		<-r.done
+	}
+}
+
+// Regression (review): with GOGC left alone (set in the environment), a
+// burst under steady churn settled only after a second with no connect or
+// close at all: no release ever came.
+func TestBurstSettlesWithoutRaisingGC(t *testing.T) {
+	r, cancel := startBurstRun(burstPolicy{size: 100, start: 20, quietTicks: 3})
+	v := uint64(500)
+	r.at(v)
+	var log []string
+	for range 6 {
+		v++
+		log = append(log, r.at(v)...)
+	}
+	assert.Equal(t, []string{"release"}, log)
+	cancel()
+	<-r.done
+}
+
+// Regression (review): a pod whose usual churn is above a tenth of a
+// burst's rate settles after a storm once it is back near its usual rate,
+// and at the latest after maxTicks.
+func TestBurstSettlesOnBusyPods(t *testing.T) {
+	r, cancel := startBurstRun(burstPolicy{size: 100, start: 20, quietTicks: 3, gcPercent: 100})
+	v := uint64(0)
+	for range 50 { // usual churn: 5 a tick, over start/10
+		v += 5
+		r.at(v)
+	}
+	v += 500
+	r.at(v)
+	var log []string
+	for range 6 {
+		v += 5
+		log = append(log, r.at(v)...)
+	}
+	assert.Equal(t, []string{"gc 100", "gc 25", "release"}, log, "settled at its usual rate")
+	cancel()
+	<-r.done
+
+	r, cancel = startBurstRun(burstPolicy{size: 100, start: 20, quietTicks: 3, maxTicks: 10, gcPercent: 100})
+	v = 0
+	r.at(v)
+	v += 500
+	r.at(v)
+	log = nil
+	for range 12 { // stays at 15 a tick, as busy as ever
+		v += 15
+		log = append(log, r.at(v)...)
+	}
+	assert.Equal(t, []string{"gc 100", "gc 25", "release"}, log, "settled at maxTicks")
+	cancel()
+	<-r.done
+}
+
+// Regression (review): waves of reconnects each settled and released (two
+// full collections) every second or so; releases are now gapTicks apart.
+func TestReleasesAreSpacedOut(t *testing.T) {
+	r, cancel := startBurstRun(burstPolicy{size: 100, start: 20, quietTicks: 2, gapTicks: 20})
+	v := uint64(0)
+	releases := 0
+	for range 10 { // a wave of 1,000 every 4 ticks
+		v += 1000
+		for _, s := range r.at(v) {
+			if s == "release" {
+				releases++
+			}
+		}
+		for range 3 {
+			for _, s := range r.at(v) {
+				if s == "release" {
+					releases++
+				}
+			}
+		}
+	}
+	assert.Equal(t, 2, releases, "40 ticks, one release per 20")
+	cancel()
+	<-r.done
+}
+
+// A counter that goes back does not pass for a burst.
+func TestBurstCounterGoingBack(t *testing.T) {
+	r, cancel := startBurstRun(burstPolicy{size: 100, start: 20, quietTicks: 1, gcPercent: 100})
+	r.at(1000)
+	r.at(1000)
+	r.at(999)
+	assert.Empty(t, r.at(999))
+	assert.Empty(t, r.at(999))
 	cancel()
 	<-r.done
 }

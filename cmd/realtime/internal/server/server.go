@@ -72,9 +72,8 @@ type Options struct {
 	// runs two garbage collections and returns free memory to the OS (the
 	// handshakes' garbage), as a JVM's periodic collection does.
 	KeepMemory bool
-	// BurstGCPercent is GOGC while a burst of connects and closes lasts (100
-	// or more in 100 ms, until a second at under 10 per 100 ms), restored
-	// after it: a
+	// BurstGCPercent is GOGC while a burst of connects and closes lasts (see
+	// release.go), restored after it: a
 	// storm's handshakes then pay fewer collections, and the heap it grows
 	// is returned by the release. 0 leaves the collector alone; the binary
 	// sets 100 when it set GOGC itself.
