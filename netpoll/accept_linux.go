@@ -65,7 +65,12 @@ func NewAcceptor(ln net.Listener) (*Acceptor, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNotPollable, err)
 	}
 	a := &Acceptor{orig: orig, ep: ep, rc: rc, check: 100 * time.Millisecond}
-	ep.SetReadDeadline(time.Now().Add(a.check))
+	// A deadline fails when Go's poller did not take the epoll descriptor
+	// (no nested epoll, or no watches left): then waits would fail too.
+	if err := ep.SetReadDeadline(time.Now().Add(a.check)); err != nil {
+		ep.Close()
+		return nil, fmt.Errorf("%w: %v", ErrNotPollable, err)
+	}
 	return a, nil
 }
 
@@ -125,8 +130,10 @@ func (a *Acceptor) Accept() (int, string, error) {
 				return -1, "", net.ErrClosed // the listener was closed
 			}
 			continue
+		case rerr != nil && a.closed.Load():
+			return -1, "", net.ErrClosed
 		case rerr != nil:
-			return -1, "", net.ErrClosed // the Acceptor was closed
+			return -1, "", fmt.Errorf("netpoll: accept wait: %w", rerr)
 		case err != nil:
 			return -1, "", err
 		}
