@@ -2,7 +2,6 @@ package realtime
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/realtimehub/realtime/netpoll"
 )
 
 // Handler upgrades HTTP requests or raw TCP connections to WebSockets, speaks
@@ -40,7 +41,7 @@ type Handler struct {
 	stats     handlerCounters
 
 	lnMu      sync.Mutex
-	listeners map[net.Listener]io.Closer // each one's Acceptor, or nil
+	listeners map[net.Listener]*netpoll.Acceptor // each one's Acceptor, or nil
 
 	hsMu        sync.Mutex
 	handshaking map[net.Conn]struct{} // raw-door handshakes in progress
@@ -59,7 +60,7 @@ func NewHandler(hub Hub, logger *slog.Logger, cfg HandlerConfig) *Handler {
 	if err != nil {
 		panic(err)
 	}
-	h := &Handler{hub: hub, logger: logger, cfg: cfg, listeners: map[net.Listener]io.Closer{}, handshaking: map[net.Conn]struct{}{},
+	h := &Handler{hub: hub, logger: logger, cfg: cfg, listeners: map[net.Listener]*netpoll.Acceptor{}, handshaking: map[net.Conn]struct{}{},
 		connIDs: cfg.PodID + "." + randomHex(5) + "-"}
 	h.eng = newEngine(h)
 	h.gate = newAdmission(&h.cfg)
@@ -145,10 +146,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	h.lnMu.Lock()
 	first := h.eng.stopping.CompareAndSwap(false, true)
 	for ln, acc := range h.listeners {
-		ln.Close()
-		if acc != nil {
-			acc.Close()
-		}
+		closeListener(ln, acc)
 	}
 	h.lnMu.Unlock()
 	h.cancelHandshakes() // handshakes in progress end now, not at their deadline

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/realtimehub/realtime/netpoll"
@@ -76,10 +75,7 @@ func (h *Handler) addListener(ln net.Listener, acc *netpoll.Acceptor) bool {
 		closeListener(ln, acc)
 		return false
 	}
-	h.listeners[ln] = nil
-	if acc != nil {
-		h.listeners[ln] = acc
-	}
+	h.listeners[ln] = acc
 	return true
 }
 
@@ -241,15 +237,9 @@ func (h *Handler) handshakeConn(nc net.Conn, pre []byte, remote string) {
 	}
 	defer h.untrackHandshake(nc)
 	rec := &recorder{Conn: nc, pre: pre}
-	hs := h.newRawHandshake(remote)
-	u := hs.upgrader()
-	if _, err := u.Upgrade(rec); err != nil {
-		if len(rec.buf) > MaxHandshakeBytes {
-			hs.refused = http.StatusRequestHeaderFieldsTooLarge
-		}
-		h.reject(hs.refused) // counted before the client can read the refusal, as the HTTP door does
+	hs, err := h.upgradeRaw(rec, remote)
+	if err != nil {
 		rec.flushOut()
-		h.logger.Debug("realtime: raw upgrade failed", "remote", hs.req.RemoteAddr, "err", err)
 		if len(rec.buf) > MaxHandshakeBytes {
 			nc.Write([]byte(tooLarge))
 		}

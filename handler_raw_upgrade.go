@@ -28,6 +28,23 @@ func (h *Handler) newRawHandshake(remote string) *rawHandshake {
 	}
 }
 
+// upgradeRaw runs the raw door's upgrade over rec for the client at remote.
+// A refusal is counted (before the client can read it, as the HTTP door
+// does) and logged; writing it, from rec.out, is the caller's.
+func (h *Handler) upgradeRaw(rec *recorder, remote string) (*rawHandshake, error) {
+	hs := h.newRawHandshake(remote)
+	u := hs.upgrader()
+	_, err := u.Upgrade(rec)
+	if err != nil {
+		if len(rec.buf) > MaxHandshakeBytes {
+			hs.refused = http.StatusRequestHeaderFieldsTooLarge
+		}
+		h.reject(hs.refused)
+		h.logger.Debug("realtime: raw upgrade failed", "remote", remote, "err", err)
+	}
+	return hs, err
+}
+
 // upgrader is a gobwas upgrader that fills hs as it parses.
 func (hs *rawHandshake) upgrader() ws.Upgrader {
 	return ws.Upgrader{

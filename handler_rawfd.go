@@ -52,12 +52,9 @@ func (h *Handler) serveRawFD(fd int, remote string) {
 	// them before buf goes back to the pool.
 	head, early := buf[:end+4], buf[end+4:n]
 	rec := &recorder{pre: head}
-	hs := h.newRawHandshake(remote)
-	u := hs.upgrader()
-	if _, err := u.Upgrade(rec); err != nil {
-		h.reject(hs.refused) // counted before the client can read the refusal
+	hs, err := h.upgradeRaw(rec, remote)
+	if err != nil {
 		writeAndClose(fd, rec.out)
-		h.logger.Debug("realtime: raw upgrade failed", "remote", remote, "err", err)
 		return
 	}
 	if hs.tryLater {
